@@ -1,0 +1,189 @@
+"""``train_and_evaluate(config, run_dir)``: one training run from config to finished run
+directory.
+
+A run directory is built under ``<run_dir>.incomplete`` and renamed to ``run_dir`` only
+when everything is written, so a directory at ``run_dir`` is always a finished run. An
+interrupted run keeps its ``.incomplete`` directory with ``checkpoints/``: running the same
+command again resumes at the last finished epoch (``keras.callbacks.BackupAndRestore``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import keras
+
+from hml_vae import data as data_lib
+from hml_vae.config import Config
+from hml_vae.evaluation import evaluate_autoencoder
+from hml_vae.models import build_models
+
+INCOMPLETE_SUFFIX = ".incomplete"
+
+
+class RunError(RuntimeError):
+    """A run that cannot start or did not finish; the message says what to do."""
+
+
+def incomplete_dir(run_dir: Path) -> Path:
+    return run_dir.with_name(run_dir.name + INCOMPLETE_SUFFIX)
+
+
+def write_json(path: Path, values) -> None:
+    """Writes JSON through a temporary file so a reader never sees half a file."""
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
+    temporary.replace(path)
+
+
+class HistoryWriter(keras.callbacks.Callback):
+    """Writes ``history.json`` after every epoch: each logged value per epoch and
+    ``epoch_seconds``, the wall time of the epoch (validation included).
+
+    On resume it keeps the epochs before the one training restarts at, so the history of
+    an interrupted and resumed run has every epoch exactly once.
+    """
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.path = path
+        self.history: dict[str, list] = {}
+        self._started = None
+
+    def on_train_begin(self, logs=None):
+        self.history = json.loads(self.path.read_text()) if self.path.exists() else {}
+        self._truncated = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if not self._truncated:  # the first epoch of this process: drop what it redoes
+            self.history = {key: values[:epoch] for key, values in self.history.items()}
+            self._truncated = True
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {"epoch": epoch + 1, "epoch_seconds": time.perf_counter() - self._started}
+        row.update({key: float(value) for key, value in (logs or {}).items()})
+        for key, value in row.items():
+            self.history.setdefault(key, []).append(value)
+        write_json(self.path, self.history)
+
+
+def make_optimizer(config: Config) -> keras.optimizers.Optimizer:
+    optimizers = {
+        "nadam": keras.optimizers.Nadam,
+        "adam": keras.optimizers.Adam,
+        "sgd": keras.optimizers.SGD,
+    }
+    return optimizers[config.optimizer](learning_rate=config.learning_rate)
+
+
+def make_callbacks(config: Config, work_dir: Path) -> list[keras.callbacks.Callback]:
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(work_dir / "checkpoints")),
+        HistoryWriter(work_dir / "history.json"),
+        keras.callbacks.TerminateOnNaN(),
+    ]
+    if config.early_stopping_patience:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                patience=config.early_stopping_patience, restore_best_weights=True
+            )
+        )
+    return callbacks
+
+
+def check_run_dir_free(run_dir: Path) -> None:
+    if run_dir.exists():
+        raise RunError(
+            f"{run_dir} already exists and holds a finished run. Choose another --output, or "
+            f"remove it first if you want to replace it."
+        )
+
+
+def prepare_work_dir(config: Config, run_dir: Path) -> Path:
+    """The ``.incomplete`` directory to build the run in: new, or an interrupted run of
+    the same config to resume."""
+    work_dir = incomplete_dir(run_dir)
+    saved_config = work_dir / "config.json"
+    if work_dir.exists():
+        if saved_config.exists() and Config.load(saved_config) == config:
+            print(f"Resuming the interrupted run in {work_dir}", file=sys.stderr)
+            return work_dir
+        raise RunError(
+            f"{work_dir} holds an interrupted run with a different config. Re-run it with "
+            f"its own config (see {saved_config}) to resume it, or remove the directory."
+        )
+    work_dir.mkdir(parents=True)
+    config.save(saved_config)
+    return work_dir
+
+
+def train_and_evaluate(config: Config, run_dir: str | Path) -> dict:
+    """Trains ``config.model``, evaluates it and writes the run directory.
+
+    Args:
+        config: the run's configuration (see :func:`hml_vae.config.make_config`).
+        run_dir: where the finished run goes; must not exist yet.
+
+    Returns:
+        The metrics written to ``metrics.json``.
+
+    Raises:
+        DataError / ValueError: bad data or config, before anything is written.
+        RunError: the run directory exists, or training diverged (NaN loss).
+    """
+    run_dir = Path(run_dir)
+    check_run_dir_free(run_dir)  # before loading data: fail fast
+    data = data_lib.load_dataset(
+        config.dataset, config.data_dir, config.limit, config.binarize, config.seed,
+        config.download,
+    )
+    keras.utils.set_random_seed(config.seed)
+    models = build_models(config)
+    model = models.autoencoder
+    model.compile(optimizer=make_optimizer(config), loss="mse")
+
+    train = data_lib.make_pipeline(
+        data.train.images, config.batch_size, shuffle=True, seed=config.seed,
+        binarize=config.binarize,
+    )
+    valid = data_lib.make_pipeline(data.valid.images, config.batch_size)
+
+    work_dir = prepare_work_dir(config, run_dir)
+    print(f"Training {config.model} on {len(data.train)} {config.dataset} images from "
+          f"{data.source}; run directory {run_dir}", file=sys.stderr)
+    history = model.fit(
+        train,
+        validation_data=valid,
+        epochs=config.epochs,
+        callbacks=make_callbacks(config, work_dir),
+        shuffle=False,  # the pipeline shuffles, with the run's seed
+        verbose=1 if sys.stdout.isatty() else 2,  # 2: one line per epoch in logs
+    )
+    losses = history.history.get("loss", [])
+    if any(not math.isfinite(loss) for loss in losses):
+        raise RunError(
+            f"training diverged: the loss became {losses[-1]} in epoch {len(losses)}, so no "
+            f"model was saved. Lower --learning-rate or check the data. Partial history: "
+            f"{work_dir / 'history.json'}."
+        )
+
+    model.save(work_dir / "model.keras")
+    models.encoder.save(work_dir / "encoder.keras")
+    models.decoder.save(work_dir / "decoder.keras")
+    recorded = json.loads((work_dir / "history.json").read_text())
+    metrics = evaluate_autoencoder(models, data)
+    metrics.update(
+        # Summed epoch times, so a resumed run counts the epochs of every attempt.
+        train_seconds=sum(recorded.get("epoch_seconds", [])),
+        epochs_trained=len(recorded.get("epoch", [])),
+        train_images=len(data.train),
+        data_source=data.source,
+    )
+    write_json(work_dir / "metrics.json", metrics)
+    work_dir.rename(run_dir)
+    return metrics
