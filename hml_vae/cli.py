@@ -49,7 +49,7 @@ def run_main(main: Callable[[], object]) -> int:
     """Runs a script's main; a user's mistake becomes one line on stderr and exit code 2
     (1 for a failed run) instead of a traceback."""
     from hml_vae.data import DataError
-    from hml_vae.training import RunError
+    from hml_vae.errors import RunError
 
     try:
         main()

@@ -118,7 +118,7 @@ def read_idx(path: str | os.PathLike, expected_magic: int) -> np.ndarray:
     ndim = magic & 0xFF
     header_size = 4 + 4 * ndim
     if len(raw) < header_size:
-        raise DataError(f"{path}: truncated inside its header.")
+        raise DataError(f"{path}: truncated inside its header; get a fresh copy of the file.")
     shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     expected_size = header_size + math.prod(shape)
     if len(raw) != expected_size:
@@ -291,8 +291,9 @@ def load_dataset(
         limit: keep the first ``limit`` training images and proportionally fewer
             validation and test images (smoke runs and tests).
         binarize: ``none``; ``static`` draws each pixel once from Bernoulli(intensity) with
-            ``seed`` (the same binary images every epoch); ``dynamic`` leaves the images gray
-            here and :func:`make_pipeline` redraws them every epoch.
+            ``seed`` (the same binary images every epoch); ``dynamic`` leaves the training
+            images gray here for :func:`make_pipeline` to redraw every epoch, and draws the
+            validation and test images once, like ``static``.
         seed: for static binarization.
         download: allow tensorflow-datasets to download (needs network).
 
@@ -310,21 +311,22 @@ def load_dataset(
     full_train_images = arrays["train_images"]
     split_at = len(full_train_images) - VALIDATION_SIZE
 
-    def to_float(images: np.ndarray) -> np.ndarray:
-        images = images.astype(np.float32) / 255.0
-        return binarize_static(images, seed) if binarize == "static" else images
+    def make_split(images: np.ndarray, labels: np.ndarray, size: int, redrawn: bool) -> Split:
+        images = images[:size].astype(np.float32) / 255.0
+        if binarize == "static" or (binarize == "dynamic" and not redrawn):
+            images = binarize_static(images, seed)
+        return Split(images, labels[:size].astype(np.int64))
 
-    def make_split(images: np.ndarray, labels: np.ndarray, size: int) -> Split:
-        return Split(to_float(images[:size]), labels[:size].astype(np.int64))
-
+    # With dynamic binarization only the training images are redrawn (by the pipeline);
+    # validation and test images are drawn once so that evaluations are comparable.
     return Dataset(
         name=name,
         source=source,
         train=make_split(full_train_images[:split_at], arrays["train_labels"][:split_at],
-                         train_size),
+                         train_size, redrawn=True),
         valid=make_split(full_train_images[split_at:], arrays["train_labels"][split_at:],
-                         valid_size),
-        test=make_split(arrays["test_images"], arrays["test_labels"], test_size),
+                         valid_size, redrawn=False),
+        test=make_split(arrays["test_images"], arrays["test_labels"], test_size, redrawn=False),
     )
 
 

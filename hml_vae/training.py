@@ -19,14 +19,11 @@ import keras
 
 from hml_vae import data as data_lib
 from hml_vae.config import Config
+from hml_vae.errors import RunError
 from hml_vae.evaluation import evaluate_autoencoder
 from hml_vae.models import build_models
 
 INCOMPLETE_SUFFIX = ".incomplete"
-
-
-class RunError(RuntimeError):
-    """A run that cannot start or did not finish; the message says what to do."""
 
 
 def incomplete_dir(run_dir: Path) -> Path:

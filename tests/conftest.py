@@ -1,0 +1,57 @@
+"""Shared test helpers: the real data set, a small copy of it, and running the scripts."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hml_vae import data as data_lib
+
+REPO = Path(__file__).resolve().parents[1]
+FASHION_DIR = data_lib.DEBIAN_DIRS["fashion_mnist"]
+
+
+def write_idx(path: Path, array: np.ndarray, compress: bool = True) -> Path:
+    """Writes ``array`` (uint8) as an IDX file; the test's own small data sets."""
+    magic = 0x0800 | array.ndim
+    header = magic.to_bytes(4, "big") + b"".join(
+        size.to_bytes(4, "big") for size in array.shape
+    )
+    raw = header + array.astype(np.uint8).tobytes()
+    if compress:
+        path = path.with_name(path.name + ".gz")
+        path.write_bytes(gzip.compress(raw))
+    else:
+        path.write_bytes(raw)
+    return path
+
+
+@pytest.fixture(scope="session")
+def fashion_raw():
+    """The real Fashion-MNIST arrays, read once for the session."""
+    return data_lib.read_idx_directory(FASHION_DIR)
+
+
+@pytest.fixture
+def small_idx_dir(tmp_path, fashion_raw):
+    """A directory with a valid, smaller copy of Fashion-MNIST (raw, uncompressed)."""
+    sizes = {"train": 5_600, "test": 1_000}
+    for key, stem in data_lib.IDX_FILES.items():
+        part = key.split("_")[0]
+        write_idx(tmp_path / stem, fashion_raw[key][: sizes[part]], compress=False)
+    return tmp_path
+
+
+def run_script(name: str, *args: str, env: dict | None = None, timeout: float = 300):
+    """Runs ``scripts/<name>`` in a fresh Python process, as a user would."""
+    environment = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, str(REPO / "scripts" / name), *map(str, args)],
+        capture_output=True, text=True, env=environment, timeout=timeout, cwd=REPO,
+    )
