@@ -22,12 +22,8 @@ from hml_vae.config import Config
 from hml_vae.errors import RunError
 from hml_vae.evaluation import evaluate_autoencoder
 from hml_vae.models import build_models
-
-INCOMPLETE_SUFFIX = ".incomplete"
-
-
-def incomplete_dir(run_dir: Path) -> Path:
-    return run_dir.with_name(run_dir.name + INCOMPLETE_SUFFIX)
+from hml_vae.plots import plot_run
+from hml_vae.runs import incomplete_dir
 
 
 def write_json(path: Path, values) -> None:
@@ -182,5 +178,8 @@ def train_and_evaluate(config: Config, run_dir: str | Path) -> dict:
         data_source=data.source,
     )
     write_json(work_dir / "metrics.json", metrics)
+    failures = plot_run(work_dir, config, models, data, recorded, metrics)
+    for name, why in failures.items():
+        print(f"warning: figure {name} could not be made: {why}", file=sys.stderr)
     work_dir.rename(run_dir)
     return metrics

@@ -46,6 +46,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="early stopping patience in epochs (default: none)")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--strategy", choices=STRATEGIES)
+    parser.add_argument("--no-plots", action="store_false", default=None, dest="make_plots",
+                        help="skip the figures (scripts/plot.py draws them later)")
     return parser.parse_args(argv)
 
 

@@ -10,3 +10,8 @@ def build_models(config) -> AutoencoderModels:
     if config.model == "stacked":
         return build_stacked(hidden=config.hidden, latent_dim=config.latent_dim)
     raise ValueError(f"no builder for model {config.model!r}.")
+
+
+def bundle_from_saved(config, model, encoder, decoder) -> AutoencoderModels:
+    """The bundle for models loaded from a run directory (they no longer share layers)."""
+    return AutoencoderModels(encoder=encoder, decoder=decoder, autoencoder=model)

@@ -1,0 +1,256 @@
+"""Figures of a run (matplotlib, Agg backend) and its one-page ``report.md``.
+
+Every figure is a small function ``(context) -> Figure`` registered in ``FIGURES`` with the
+runs it applies to. :func:`make_figures` draws those that apply and records, for each that
+fails, why — the report lists them instead of the run crashing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display: servers, CI, notebooks exported to files
+
+import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
+import numpy as np  # noqa: E402
+
+from hml_vae.config import Config  # noqa: E402
+
+FIGURE_DPI = 100
+TSNE_POINTS = 2_000  # t-SNE of more points costs minutes on a laptop CPU and adds little
+
+
+@dataclasses.dataclass
+class PlotContext:
+    """What figures are drawn from: the config, the models, test data and the history."""
+
+    config: Config
+    models: object  # a bundle with encode / decode / reconstruct
+    images: np.ndarray  # (N, 28, 28) test images in [0, 1]
+    labels: np.ndarray
+    class_names: tuple[str, ...]
+    history: dict
+    seed: int = 0
+
+
+def show_images(axes_row, images, titles=None) -> None:
+    """Grey-scale images without interpolation blur, axes hidden."""
+    for index, axes in enumerate(axes_row):
+        axes.imshow(images[index].reshape(28, 28), cmap="binary", vmin=0, vmax=1,
+                    interpolation="nearest")
+        axes.set_xticks([])
+        axes.set_yticks([])
+        if titles is not None:
+            axes.set_title(titles[index], fontsize=8)
+
+
+def image_grid(rows: list[tuple[str, np.ndarray]], titles=None, title: str = ""):
+    """A figure of labelled rows of images, e.g. originals above reconstructions."""
+    columns = len(rows[0][1])
+    figure, axes = plt.subplots(len(rows), columns, squeeze=False,
+                                figsize=(1.1 * columns + 1.0, 1.25 * len(rows) + 0.6))
+    for row, (name, images) in enumerate(rows):
+        show_images(axes[row], images, titles if row == 0 else None)
+        axes[row][0].set_ylabel(name, fontsize=9)
+    figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def reconstructions(context: PlotContext, count: int = 10):
+    images = context.images[:count]
+    rebuilt = np.clip(np.asarray(context.models.reconstruct(images)).reshape(images.shape), 0, 1)
+    names = [context.class_names[label] for label in context.labels[:count]]
+    return image_grid([("original", images), ("reconstructed", rebuilt)], names,
+                      f"{context.config.model}: test images and their reconstructions")
+
+
+def two_dimensional(codings: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
+    """The codings themselves when 2-D, else their t-SNE embedding."""
+    if codings.shape[1] == 2:
+        return codings, "coding"
+    from sklearn.manifold import TSNE
+
+    perplexity = min(30.0, max(2.0, (len(codings) - 1) / 3))
+    embedded = TSNE(n_components=2, init="pca", perplexity=perplexity,
+                    random_state=seed).fit_transform(codings)
+    return embedded, "t-SNE"
+
+
+def latent_map(context: PlotContext):
+    images = context.images[:TSNE_POINTS]
+    labels = context.labels[:TSNE_POINTS]
+    codings = np.asarray(context.models.encode(images)).reshape(len(images), -1)
+    points, method = two_dimensional(codings, context.seed)
+    figure, axes = plt.subplots(figsize=(8, 6.5))
+    colours = plt.get_cmap("tab10")
+    for label, name in enumerate(context.class_names):
+        chosen = labels == label
+        if chosen.any():
+            axes.scatter(points[chosen, 0], points[chosen, 1], s=6, color=colours(label),
+                         label=name, alpha=0.8)
+    axes.set_xlabel(f"{method} 1")
+    axes.set_ylabel(f"{method} 2")
+    dimension = codings.shape[1]
+    axes.set_title(f"{context.config.model}: {len(images)} test codings "
+                   f"({dimension}-D{', t-SNE' if dimension != 2 else ''})")
+    axes.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), markerscale=3, fontsize=9)
+    figure.tight_layout()
+    return figure
+
+
+def interpolation(context: PlotContext, steps: int = 9):
+    first = 0
+    second = int(np.argmax(context.labels != context.labels[first]))
+    if context.labels[second] == context.labels[first]:
+        raise ValueError("the test images are all of one class; need two classes to "
+                         "interpolate between")
+    pair = context.images[[first, second]]
+    codings = np.asarray(context.models.encode(pair)).reshape(2, -1)
+    weights = np.linspace(0.0, 1.0, steps)[:, None]
+    path = (1 - weights) * codings[0] + weights * codings[1]
+    decoded = np.clip(np.asarray(context.models.decode(path.astype(np.float32))), 0, 1)
+    titles = [f"{weight:.2f}" for weight in weights[:, 0]]
+    names = [context.class_names[context.labels[index]] for index in (first, second)]
+    return image_grid([("decoded", decoded)], titles,
+                      f"{context.config.model}: decoded points on the line from a test "
+                      f"{names[0]} to a test {names[1]} in coding space")
+
+
+def curve_groups(history: dict) -> list[tuple[str, list[str]]]:
+    """Panels of the training curves: the loss, then any other metric with its val_ twin."""
+    names = [key for key in history if not key.startswith("val_")
+             and key not in ("epoch", "epoch_seconds")]
+    names.sort(key=lambda key: key != "loss")
+    return [(name, [key for key in (name, f"val_{name}") if key in history]) for name in names]
+
+
+def training_curves(context: PlotContext):
+    groups = curve_groups(context.history)
+    if not groups:
+        raise ValueError("the history has no losses")
+    epochs = context.history.get("epoch") or list(range(1, len(context.history["loss"]) + 1))
+    figure, axes = plt.subplots(1, len(groups), squeeze=False,
+                                figsize=(4.2 * len(groups), 3.6))
+    for panel, (name, keys) in zip(axes[0], groups, strict=True):
+        for key in keys:
+            panel.plot(epochs, context.history[key], marker="o", markersize=3,
+                       label="validation" if key.startswith("val_") else "training")
+        panel.set_xlabel("epoch")
+        panel.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        panel.set_ylabel(name)
+        panel.set_title(name.replace("_", " "))
+        panel.grid(alpha=0.3)
+        panel.legend(fontsize=8)
+    figure.suptitle(f"{context.config.model}: training curves")
+    figure.tight_layout()
+    return figure
+
+
+def always(config: Config) -> bool:
+    return True
+
+
+@dataclasses.dataclass(frozen=True)
+class FigureSpec:
+    filename: str
+    draw: Callable[[PlotContext], object]
+    applies: Callable[[Config], bool] = always
+
+
+FIGURES = [
+    FigureSpec("reconstructions.png", reconstructions),
+    FigureSpec("latent_map.png", latent_map),
+    FigureSpec("interpolation.png", interpolation),
+    FigureSpec("training_curves.png", training_curves),
+]
+
+
+def make_figures(context: PlotContext, directory: Path) -> dict[str, str]:
+    """Draws every figure that applies to the run into ``directory``.
+
+    Returns:
+        {filename: why it could not be made} for the figures that failed (empty when all
+        were made).
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    failures = {}
+    for spec in FIGURES:
+        if not spec.applies(context.config):
+            continue
+        try:
+            figure = spec.draw(context)
+            figure.savefig(directory / spec.filename, dpi=FIGURE_DPI)
+            plt.close(figure)
+        except Exception as error:  # one broken figure must not cost the others
+            failures[spec.filename] = f"{type(error).__name__}: {error}"
+            plt.close("all")
+    return failures
+
+
+# --- The report -------------------------------------------------------------------------
+
+
+def metric_unit(name: str) -> str:
+    if name.endswith("_mse_per_pixel"):
+        return "mean squared error per pixel"
+    if name.endswith("_seconds"):
+        return "s"
+    if name.endswith(("_elbo", "_nll", "_kl", "_gap")) or "_nll_" in name:
+        return "nats/image"
+    return ""
+
+
+def format_value(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}" if math.isfinite(value) else str(value)
+    return str(value)
+
+
+def write_report(run_dir: Path, config: Config, metrics: dict,
+                 failures: dict[str, str]) -> Path:
+    """``report.md``: config, metrics with units, and the figures that exist."""
+    lines = [f"# Run `{run_dir.name}`: {config.model} on {config.dataset}", ""]
+    lines += ["## Metrics", "", "| metric | value | unit |", "|---|---|---|"]
+    lines += [f"| {name} | {format_value(value)} | {metric_unit(name)} |"
+              for name, value in sorted(metrics.items())]
+    lines += ["", "## Figures", ""]
+    if not config.make_plots:
+        lines += ["Not drawn (trained with `--no-plots`); `scripts/plot.py` draws them.", ""]
+    for path in sorted((run_dir / "figures").glob("*.png")):
+        title = path.stem.replace("_", " ").capitalize()
+        lines += [f"### {title}", "", f"![{title}](figures/{path.name})", ""]
+    if failures:
+        lines += ["### Figures that could not be made", ""]
+        lines += [f"- `{name}`: {why}" for name, why in sorted(failures.items())]
+        lines.append("")
+    lines += ["## Config", "", "| setting | value |", "|---|---|"]
+    lines += [f"| {name} | {format_value(value)} |"
+              for name, value in sorted(dataclasses.asdict(config).items())]
+    path = run_dir / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def plot_run(run_dir: Path, config: Config, models, data, history: dict,
+             metrics: dict) -> dict[str, str]:
+    """Draws the figures of a run into ``run_dir/figures`` (unless the config says
+    ``make_plots=False``) and writes ``report.md``.
+
+    Returns:
+        The figures that could not be made, with the reason.
+    """
+    failures = {}
+    if config.make_plots:
+        context = PlotContext(config=config, models=models, images=data.test.images,
+                              labels=data.test.labels, class_names=data.class_names,
+                              history=history, seed=config.seed)
+        failures = make_figures(context, Path(run_dir) / "figures")
+    write_report(Path(run_dir), config, metrics, failures)
+    return failures

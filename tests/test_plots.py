@@ -1,0 +1,102 @@
+"""hml_vae.plots and scripts/plot.py: the figures and report of a run, and bad run
+directories."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import pytest
+from conftest import run_script
+from PIL import Image
+
+from hml_vae import plots, training
+from hml_vae.config import make_config
+
+AUTOENCODER_FIGURES = {"reconstructions.png", "latent_map.png", "interpolation.png",
+                       "training_curves.png"}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("plots") / "run"
+    training.train_and_evaluate(make_config("stacked", "tiny", limit=600, epochs=2), run_dir)
+    return run_dir
+
+
+def figures_in(run_dir):
+    return {path.name for path in (run_dir / "figures").glob("*.png")}
+
+
+def referenced_figures(report: str) -> set[str]:
+    return set(re.findall(r"!\[[^\]]*\]\(figures/([^)]+)\)", report))
+
+
+def test_every_figure_is_a_png_of_screen_size(finished_run):
+    assert figures_in(finished_run) == AUTOENCODER_FIGURES
+    for name in AUTOENCODER_FIGURES:
+        with Image.open(finished_run / "figures" / name) as image:
+            assert image.format == "PNG"
+            width, height = image.size
+            assert 300 <= width <= 1600 and 150 <= height <= 1000, (name, image.size)
+
+
+def test_report_shows_metrics_with_units_and_exactly_the_figures(finished_run):
+    report = (finished_run / "report.md").read_text()
+    assert referenced_figures(report) == figures_in(finished_run)
+    assert re.search(r"\| test_mse_per_pixel \| [0-9.e-]+ \| mean squared error per pixel \|",
+                     report)
+    assert "| latent_dim | 8 |" in report
+
+
+def test_a_figure_that_fails_is_named_in_the_report(finished_run, tmp_path, monkeypatch):
+    run_dir = tmp_path / "copy"
+    shutil.copytree(finished_run, run_dir)
+    shutil.rmtree(run_dir / "figures")
+
+    def broken(context):
+        raise ValueError("no codings today")
+
+    monkeypatch.setattr(plots, "FIGURES", [plots.FigureSpec("latent_map.png", broken),
+                                           *plots.FIGURES[:1]])
+    from hml_vae.data import load_dataset
+    from hml_vae.runs import load_run
+
+    run = load_run(run_dir)
+    failures = plots.plot_run(run_dir, run.config, run.load_models(),
+                              load_dataset(limit=600), run.history, run.metrics)
+    assert failures == {"latent_map.png": "ValueError: no codings today"}
+    report = (run_dir / "report.md").read_text()
+    assert "`latent_map.png`: ValueError: no codings today" in report
+    assert referenced_figures(report) == {"reconstructions.png"} == figures_in(run_dir)
+
+
+@pytest.mark.slow
+def test_plot_script_redraws_a_saved_run(finished_run, tmp_path):
+    run_dir = tmp_path / "copy"
+    shutil.copytree(finished_run, run_dir)
+    shutil.rmtree(run_dir / "figures")
+    (run_dir / "report.md").unlink()
+    result = run_script("plot.py", run_dir)
+    assert result.returncode == 0, result.stderr
+    assert figures_in(run_dir) == AUTOENCODER_FIGURES
+    assert referenced_figures((run_dir / "report.md").read_text()) == AUTOENCODER_FIGURES
+
+
+def test_plot_script_errors_for_runs_that_are_not_finished(finished_run, tmp_path):
+    interrupted = tmp_path / "interrupted"
+    (tmp_path / "interrupted.incomplete").mkdir()
+    broken = tmp_path / "broken"
+    shutil.copytree(finished_run, broken)
+    (broken / "model.keras").unlink()
+    cases = {
+        tmp_path / "nowhere": "does not exist",
+        interrupted: "has not finished: its training was interrupted",
+        broken: "is incomplete: missing model.keras",
+        tmp_path: "no config.json",
+    }
+    for run_dir, message in cases.items():
+        result = run_script("plot.py", run_dir)
+        assert result.returncode != 0
+        assert "Traceback" not in result.stderr
+        assert message in result.stderr, result.stderr
