@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 from hml_vae.models.autoencoders import AutoencoderModels, build_stacked
+from hml_vae.models.vae import VAEModels, build_conv_vae, build_dense_vae
+
+VAE_BUILDERS = {"vae": build_dense_vae, "conv_vae": build_conv_vae}
 
 
-def build_models(config) -> AutoencoderModels:
+def build_models(config) -> AutoencoderModels | VAEModels:
     """The named models for ``config.model`` sized by the config."""
     if config.model == "stacked":
         return build_stacked(hidden=config.hidden, latent_dim=config.latent_dim)
+    if config.model in VAE_BUILDERS:
+        return VAE_BUILDERS[config.model](
+            config.hidden,
+            latent_dim=config.latent_dim,
+            likelihood=config.likelihood,
+            gaussian_sigma=config.gaussian_sigma,
+            learned_sigma=config.learned_sigma,
+            beta=config.beta,
+            free_bits=config.free_bits,
+            seed=config.seed,
+        )
     raise ValueError(f"no builder for model {config.model!r}.")
