@@ -9,18 +9,21 @@ command again resumes at the last finished epoch (``keras.callbacks.BackupAndRes
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
 
 from hml_vae import data as data_lib
 from hml_vae.config import Config
-from hml_vae.evaluation import evaluate_autoencoder
-from hml_vae.models import build_models
+from hml_vae.evaluation import evaluate_autoencoder, evaluate_vae
+from hml_vae.models import AutoencoderModels, VAEModels, build_models
+from hml_vae.models.vae import BetaWarmup, check_images
 
 INCOMPLETE_SUFFIX = ".incomplete"
 
@@ -79,6 +82,80 @@ def make_optimizer(config: Config) -> keras.optimizers.Optimizer:
         "sgd": keras.optimizers.SGD,
     }
     return optimizers[config.optimizer](learning_rate=config.learning_rate)
+
+
+# --- Model families ----------------------------------------------------------------------
+# What differs between families is here; train_and_evaluate and evaluate_run are shared.
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """How one model family plugs into training and evaluation.
+
+    Attributes:
+        trainable: the model ``fit`` trains, from the builder's bundle.
+        compile: compiles that model for the config.
+        callbacks: the family's own callbacks (beyond checkpoints, history, NaN stop).
+        check_images: raises ValueError for images the family cannot train on.
+        evaluate: ``(config, models, data) -> metrics``.
+        from_saved: the bundle of a reloaded ``model.keras``.
+    """
+
+    trainable: Callable[[object], keras.Model]
+    compile: Callable[[Config, keras.Model], None]
+    callbacks: Callable[[Config], list]
+    check_images: Callable[[Config, object], None]
+    evaluate: Callable[[Config, object, data_lib.Dataset], dict]
+    from_saved: Callable[[keras.Model], object]
+
+
+def _no_callbacks(config: Config) -> list:
+    return []
+
+
+def _no_check(config: Config, images) -> None:
+    return None
+
+
+def _compile_autoencoder(config: Config, model: keras.Model) -> None:
+    model.compile(optimizer=make_optimizer(config), loss="mse")
+
+
+def _compile_vae(config: Config, model: keras.Model) -> None:
+    # No compiled loss: −ELBO is the sum of the layers' add_loss terms (β·KL from Sampling,
+    # −log p(x|z) from ReconstructionLoss), which also log ``kl`` and ``reconstruction_nll``.
+    model.compile(optimizer=make_optimizer(config))
+
+
+def _vae_callbacks(config: Config) -> list:
+    return [BetaWarmup(config.beta, config.warmup_epochs)]
+
+
+def _check_vae_images(config: Config, images) -> None:
+    check_images(images, config.likelihood)
+
+
+def _stacked_from_saved(model: keras.Model) -> AutoencoderModels:
+    return AutoencoderModels(model.get_layer("encoder"), model.get_layer("decoder"), model)
+
+
+AUTOENCODER_FAMILY = Family(
+    trainable=lambda models: models.autoencoder,
+    compile=_compile_autoencoder,
+    callbacks=_no_callbacks,
+    check_images=_no_check,
+    evaluate=lambda config, models, data: evaluate_autoencoder(models, data),
+    from_saved=_stacked_from_saved,
+)
+VAE_FAMILY = Family(
+    trainable=lambda models: models.vae,
+    compile=_compile_vae,
+    callbacks=_vae_callbacks,
+    check_images=_check_vae_images,
+    evaluate=evaluate_vae,
+    from_saved=VAEModels.from_vae,
+)
+FAMILIES = {"stacked": AUTOENCODER_FAMILY, "vae": VAE_FAMILY, "conv_vae": VAE_FAMILY}
 
 
 def make_callbacks(config: Config, work_dir: Path) -> list[keras.callbacks.Callback]:
@@ -142,10 +219,13 @@ def train_and_evaluate(config: Config, run_dir: str | Path) -> dict:
         config.dataset, config.data_dir, config.limit, config.binarize, config.seed,
         config.download,
     )
+    family = FAMILIES[config.model]
+    for split in (data.train, data.valid, data.test):
+        family.check_images(config, split.images)
     keras.utils.set_random_seed(config.seed)
     models = build_models(config)
-    model = models.autoencoder
-    model.compile(optimizer=make_optimizer(config), loss="mse")
+    model = family.trainable(models)
+    family.compile(config, model)
 
     train = data_lib.make_pipeline(
         data.train.images, config.batch_size, shuffle=True, seed=config.seed,
@@ -160,7 +240,7 @@ def train_and_evaluate(config: Config, run_dir: str | Path) -> dict:
         train,
         validation_data=valid,
         epochs=config.epochs,
-        callbacks=make_callbacks(config, work_dir),
+        callbacks=make_callbacks(config, work_dir) + family.callbacks(config),
         shuffle=False,  # the pipeline shuffles, with the run's seed
         verbose=1 if sys.stdout.isatty() else 2,  # 2: one line per epoch in logs
     )
@@ -176,7 +256,7 @@ def train_and_evaluate(config: Config, run_dir: str | Path) -> dict:
     models.encoder.save(work_dir / "encoder.keras")
     models.decoder.save(work_dir / "decoder.keras")
     recorded = json.loads((work_dir / "history.json").read_text())
-    metrics = evaluate_autoencoder(models, data)
+    metrics = family.evaluate(config, models, data)
     metrics.update(
         # Summed epoch times, so a resumed run counts the epochs of every attempt.
         train_seconds=sum(recorded.get("epoch_seconds", [])),
@@ -186,4 +266,42 @@ def train_and_evaluate(config: Config, run_dir: str | Path) -> dict:
     )
     write_json(work_dir / "metrics.json", metrics)
     work_dir.rename(run_dir)
+    return metrics
+
+
+def evaluate_run(run_dir: str | Path, iwae_samples: int | None = None) -> dict:
+    """Reloads a finished run (``config.json``, ``model.keras``), evaluates it again and
+    updates its ``metrics.json`` atomically (keys not recomputed, such as training times,
+    are kept).
+
+    Args:
+        run_dir: a directory written by :func:`train_and_evaluate`.
+        iwae_samples: K for the importance-weighted estimate (default: the run's config).
+
+    Returns:
+        The updated metrics.
+    """
+    run_dir = Path(run_dir)
+    config_path, model_path = run_dir / "config.json", run_dir / "model.keras"
+    for path in (config_path, model_path):
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} does not exist: {run_dir} is not a finished run directory (an "
+                f"interrupted run stays in {incomplete_dir(run_dir).name}; resume it first)."
+            )
+    config = Config.load(config_path)
+    if iwae_samples is not None:
+        config = dataclasses.replace(config, iwae_samples=iwae_samples)  # validates K
+    family = FAMILIES[config.model]
+    data = data_lib.load_dataset(
+        config.dataset, config.data_dir, config.limit, config.binarize, config.seed,
+        config.download,
+    )
+    family.check_images(config, data.test.images)
+    keras.utils.set_random_seed(config.seed)
+    models = family.from_saved(keras.models.load_model(model_path))
+    metrics_path = run_dir / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+    metrics.update(family.evaluate(config, models, data))
+    write_json(metrics_path, metrics)
     return metrics
