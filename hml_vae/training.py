@@ -240,7 +240,8 @@ def train_and_evaluate(config: Config, run_dir: str | Path) -> dict:
         train,
         validation_data=valid,
         epochs=config.epochs,
-        callbacks=make_callbacks(config, work_dir) + family.callbacks(config),
+        # Family callbacks first: what they add to the logs (β) reaches HistoryWriter.
+        callbacks=family.callbacks(config) + make_callbacks(config, work_dir),
         shuffle=False,  # the pipeline shuffles, with the run's seed
         verbose=1 if sys.stdout.isatty() else 2,  # 2: one line per epoch in logs
     )
