@@ -291,7 +291,8 @@ def evaluate_vae(config, models, data, iwae_samples: int | None = None,
     if config.likelihood == "bernoulli" and config.binarize != "static":
         # Binary cross-entropy on gray pixels is a loss, not a log-likelihood.
         z_gray, _ = models.posterior(gray)
-        logits = models.decoder.predict(z_gray, batch_size=256, verbose=0)
+        logits = np.concatenate([np.asarray(models.decoder(z_gray[start : start + 256]))
+                                 for start in range(0, len(z_gray), 256)])
         metrics["test_bce_loss_gray_pixels"] = float(np.mean(losses.bernoulli_nll(gray, logits)))
     subset = images[:amortization_images]
     metrics.update(amortization_gap(models, subset, steps=amortization_steps, seed=seed))

@@ -53,6 +53,12 @@ def check_images(images, likelihood: str = "bernoulli") -> np.ndarray:
     return images
 
 
+def _batches(array: np.ndarray, batch_size: int):
+    # Direct (eager) calls rather than predict(): evaluation calls these on many
+    # differently sized arrays, and predict() would retrace its tf.function for each.
+    return [array[start : start + batch_size] for start in range(0, len(array), batch_size)]
+
+
 @dataclasses.dataclass(frozen=True)
 class VAEModels:
     """The named models of a VAE (they share layers) and the small API plots and export use.
@@ -89,13 +95,17 @@ class VAEModels:
     def encode(self, images, batch_size: int = 256):
         """(z_mean, z_log_var) of q(z|x), as NumPy arrays (N, latent_dim)."""
         images = check_images(images, self.likelihood)
-        z_mean, z_log_var, _ = self.encoder.predict(images, batch_size=batch_size, verbose=0)
+        outputs = [self.encoder(batch, training=False)[:2]
+                   for batch in _batches(images, batch_size)]
+        z_mean = np.concatenate([np.asarray(mean) for mean, _ in outputs])
+        z_log_var = np.concatenate([np.asarray(log_var) for _, log_var in outputs])
         return z_mean, z_log_var
 
     def decode(self, codings, batch_size: int = 256) -> np.ndarray:
         """Images (N, 28, 28) for codings: pixel probabilities (Bernoulli) or means."""
-        outputs = self.decoder.predict(np.asarray(codings, np.float32), batch_size=batch_size,
-                                       verbose=0)
+        codings = np.asarray(codings, np.float32)
+        outputs = np.concatenate([np.asarray(self.decoder(batch, training=False))
+                                  for batch in _batches(codings, batch_size)])
         return self.output_to_images(outputs)
 
     def output_to_images(self, outputs) -> np.ndarray:
