@@ -13,8 +13,8 @@ Recipes (Bernoulli decoder for both, so the numbers are log-likelihoods):
 Protocol: train on dynamically binarized images (a fresh draw every epoch), evaluate on
 one static binarization of the test set (seed = the run's seed), nats per image; K
 importance samples per test image; the amortization gap refines the first 100 test
-images' q(z|x) for 100 Adam steps. Writes benchmarks/results/vae_likelihood[_smoke].json
-and .md with the machine description.
+images' q(z|x) for 100 Adam steps. Writes benchmarks/results/vae_likelihood.json
+and .md (``_limitN`` for subset runs) with the machine description.
 """
 
 from __future__ import annotations
@@ -86,7 +86,9 @@ def run_recipe(name: str, args, runs_dir: Path) -> dict:
 
 def to_markdown(report: dict) -> str:
     lines = [
-        f"# VAE likelihood benchmark{' (smoke run, not a result)' if report['smoke'] else ''}",
+        "# VAE likelihood benchmark" + (
+            f" (subset: first {report['limit']} training images, not the full protocol)"
+            if report["limit"] else ""),
         "",
         f"Machine: {report['machine']['cpu']}, {report['machine']['cpu_count']} CPUs, "
         f"TensorFlow {report['machine']['tensorflow']}, Keras {report['machine']['keras']}.",
@@ -132,7 +134,6 @@ def main(argv=None) -> None:
         runs_dir = Path(args.runs_dir or temporary)
         recipes = {name: run_recipe(name, args, runs_dir) for name in names}
     report = {
-        "smoke": args.limit is not None,
         "limit": args.limit,
         "iwae_samples": args.iwae_samples,
         "protocol": (
@@ -147,7 +148,7 @@ def main(argv=None) -> None:
     }
     results_dir = Path(args.results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
-    stem = "vae_likelihood_smoke" if report["smoke"] else "vae_likelihood"
+    stem = f"vae_likelihood_limit{args.limit}" if args.limit else "vae_likelihood"
     (results_dir / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
     (results_dir / f"{stem}.md").write_text(to_markdown(report))
     print(to_markdown(report))
