@@ -230,16 +230,14 @@ def evaluation_images(config, images: np.ndarray) -> tuple[np.ndarray, str]:
     """
     from hml_vae.data import binarize_static
 
-    if config.likelihood != "bernoulli":
-        return images, "none (gray pixels: Gaussian density)" if config.binarize != "static" \
-            else "static (as in training)"
-    if config.binarize == "static":
+    if config.binarize == "static":  # the data set is binary already, test split included
         return images, f"static (seed {config.seed}, as in training)"
-    return binarize_static(images, config.seed), (
-        f"static (seed {config.seed}, drawn once for evaluation; training used "
-        f"{config.binarize} binarization)" if config.binarize == "dynamic" else
-        f"static (seed {config.seed}, drawn once for evaluation; trained on gray pixels)"
-    )
+    if config.likelihood == "gaussian":
+        return images, "none (gray pixels: Gaussian density)"
+    trained_on = ("dynamically binarized images" if config.binarize == "dynamic"
+                  else "gray pixels")
+    label = f"static (seed {config.seed}, drawn once for evaluation; trained on {trained_on})"
+    return binarize_static(images, config.seed), label
 
 
 def evaluate_vae(config, models, data, iwae_samples: int | None = None,

@@ -42,6 +42,9 @@ class Sampling(keras.layers.Layer):
         deterministic: return μ instead of a sample (evaluation, export, plots). The KL
             term is still added.
 
+    ``get_config`` stores the β the layer was built with; the current (possibly annealed)
+    β is a weight, saved and restored with the model's weights.
+
     Example:
         >>> z = Sampling(seed=1)([z_mean, z_log_var])  # (B, latent_dim)
     """
@@ -68,7 +71,7 @@ class Sampling(keras.layers.Layer):
         )
         self.kl_tracker = keras.metrics.Mean(name="kl")
 
-    def call(self, inputs, training=None):
+    def call(self, inputs):
         z_mean, z_log_var = inputs
         kl_per_dimension = losses.kl_divergence_per_dimension(z_mean, z_log_var)  # (B, L)
         kl = ops.mean(ops.sum(kl_per_dimension, axis=-1))
