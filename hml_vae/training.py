@@ -231,7 +231,13 @@ def train_and_evaluate(config: Config, run_dir: str | Path) -> dict:
         data.train.images, config.batch_size, shuffle=True, seed=config.seed,
         binarize=config.binarize,
     )
-    valid = data_lib.make_pipeline(data.valid.images, config.batch_size)
+    valid_images = data.valid.images
+    if config.binarize == "dynamic":
+        # Validate on the kind of images training sees (binary), drawn once so that epochs
+        # are compared on the same images; gray images would make val_reconstruction_nll
+        # a loss rather than a likelihood.
+        valid_images = data_lib.binarize_static(valid_images, config.seed)
+    valid = data_lib.make_pipeline(valid_images, config.batch_size)
 
     work_dir = prepare_work_dir(config, run_dir)
     print(f"Training {config.model} on {len(data.train)} {config.dataset} images from "
