@@ -198,7 +198,7 @@ def amortization_gap(model, images, steps: int = 100, learning_rate: float = 0.0
     optimizer = keras.optimizers.Adam(schedule)
     optimizer.build([mean, log_var])  # create its slots outside the tf.function
 
-    @tf.function
+    @tf.function(autograph=False)  # plain tensor code; no need to convert Keras internals
     def step(epsilon):
         with tf.GradientTape() as tape:
             # Images are independent: the sum's gradient is each image's own gradient.
