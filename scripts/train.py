@@ -51,7 +51,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=cli.positive_int)
     parser.add_argument("--latent-dim", type=cli.positive_int, help="size of the coding")
     parser.add_argument("--hidden", type=cli.int_list,
-                        help="encoder hidden sizes, e.g. 100 or 150,100 (decoder mirrors)")
+                        help="encoder hidden sizes, e.g. 100 or 150,100 (decoder mirrors); "
+                        "conv_vae: its two convolutions' filter counts, e.g. 32,64")
     parser.add_argument("--learning-rate", type=cli.positive_float)
     parser.add_argument("--patience", type=cli.positive_int, dest="early_stopping_patience",
                         help="early stopping patience in epochs (default: none)")
