@@ -122,3 +122,25 @@ def test_bernoulli_numbers_are_computed_on_binarized_images():
     config = SimpleNamespace(likelihood="gaussian", binarize="none", seed=3)
     images, label = evaluation_images(config, gray)
     assert images is gray and "gray" in label
+
+
+def test_evaluate_vae_gaussian_reports_density_numbers_with_their_labels():
+    from types import SimpleNamespace
+
+    from hml_vae.config import make_config
+    from hml_vae.evaluation import evaluate_vae
+
+    config = make_config("vae", "tiny", likelihood="gaussian", binarize="none",
+                         learned_sigma="global", gaussian_sigma=0.3)
+    models = build_dense_vae((8,), latent_dim=2, likelihood="gaussian", learned_sigma="global",
+                             gaussian_sigma=0.3, seed=0)
+    images = np.random.default_rng(0).random((20, 28, 28)).astype(np.float32)
+    data = SimpleNamespace(test=SimpleNamespace(images=images))
+    metrics = evaluate_vae(config, models, data, iwae_samples=4, amortization_images=5,
+                           amortization_steps=3)
+    assert metrics["iwae_samples"] == 4 and metrics["amortization_steps"] == 3
+    assert "Gaussian density" in metrics["test_binarization"]
+    assert "784/2 log(2πσ²)" in metrics["gaussian_nll_note"]
+    assert "test_bce_loss_gray_pixels" not in metrics
+    for key in ("test_neg_elbo", "test_nll_iwae", "test_kl", "amortization_gap"):
+        assert np.isfinite(metrics[key]), key
