@@ -20,7 +20,7 @@ data:
 	@sh scripts/install_data.sh
 
 demo: setup
-	$(PY) scripts/train.py --model stacked --output $(RUN)
+	$(PY) scripts/train.py --model vae --output $(RUN)
 
 test: setup
 	$(PY) -m pytest

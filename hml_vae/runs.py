@@ -33,17 +33,13 @@ class Run:
     metrics: dict
 
     def load_models(self):
-        """The run's model bundle (encoder, decoder and the trainable whole)."""
+        """The run's model bundle, from ``model.keras`` (encoder and decoder included)."""
         import keras
 
         from hml_vae.models import bundle_from_saved  # keras: only when models are needed
 
-        loaded = {
-            name: keras.saving.load_model(self.directory / name) for name in MODEL_FILES
-        }
-        return bundle_from_saved(self.config, **{
-            name.removesuffix(".keras"): model for name, model in loaded.items()
-        })
+        return bundle_from_saved(self.config,
+                                 keras.saving.load_model(self.directory / "model.keras"))
 
 
 def check_finished(run_dir: Path) -> None:

@@ -9,10 +9,12 @@ command again resumes at the last finished epoch (``keras.callbacks.BackupAndRes
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
@@ -20,10 +22,11 @@ import keras
 from hml_vae import data as data_lib
 from hml_vae.config import Config
 from hml_vae.errors import RunError
-from hml_vae.evaluation import evaluate_autoencoder
+from hml_vae.evaluation import evaluate_autoencoder, evaluate_vae
 from hml_vae.models import build_models
+from hml_vae.models.vae import BetaWarmup, check_images
 from hml_vae.plots import plot_run
-from hml_vae.runs import incomplete_dir
+from hml_vae.runs import incomplete_dir, load_run
 
 
 def write_json(path: Path, values) -> None:
@@ -72,6 +75,72 @@ def make_optimizer(config: Config) -> keras.optimizers.Optimizer:
         "sgd": keras.optimizers.SGD,
     }
     return optimizers[config.optimizer](learning_rate=config.learning_rate)
+
+
+# --- Model families ----------------------------------------------------------------------
+# What differs between families is here; train_and_evaluate and evaluate_run are shared.
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """How one model family plugs into training and evaluation.
+
+    Attributes:
+        trainable: the model ``fit`` trains, from the builder's bundle.
+        compile: compiles that model for the config.
+        callbacks: the family's own callbacks (beyond checkpoints, history, NaN stop).
+        check_images: raises ValueError for images the family cannot train on.
+        evaluate: ``(config, models, data) -> metrics``.
+    """
+
+    trainable: Callable[[object], keras.Model]
+    compile: Callable[[Config, keras.Model], None]
+    callbacks: Callable[[Config], list]
+    check_images: Callable[[Config, object], None]
+    evaluate: Callable[[Config, object, data_lib.Dataset], dict]
+
+
+def _no_callbacks(config: Config) -> list:
+    return []
+
+
+def _no_check(config: Config, images) -> None:
+    return None
+
+
+def _compile_autoencoder(config: Config, model: keras.Model) -> None:
+    model.compile(optimizer=make_optimizer(config), loss="mse")
+
+
+def _compile_vae(config: Config, model: keras.Model) -> None:
+    # No compiled loss: −ELBO is the sum of the layers' add_loss terms (β·KL from Sampling,
+    # −log p(x|z) from ReconstructionLoss), which also log ``kl`` and ``reconstruction_nll``.
+    model.compile(optimizer=make_optimizer(config))
+
+
+def _vae_callbacks(config: Config) -> list:
+    return [BetaWarmup(config.beta, config.warmup_epochs)]
+
+
+def _check_vae_images(config: Config, images) -> None:
+    check_images(images, config.likelihood)
+
+
+AUTOENCODER_FAMILY = Family(
+    trainable=lambda models: models.autoencoder,
+    compile=_compile_autoencoder,
+    callbacks=_no_callbacks,
+    check_images=_no_check,
+    evaluate=lambda config, models, data: evaluate_autoencoder(models, data),
+)
+VAE_FAMILY = Family(
+    trainable=lambda models: models.vae,
+    compile=_compile_vae,
+    callbacks=_vae_callbacks,
+    check_images=_check_vae_images,
+    evaluate=evaluate_vae,
+)
+FAMILIES = {"stacked": AUTOENCODER_FAMILY, "vae": VAE_FAMILY, "conv_vae": VAE_FAMILY}
 
 
 def make_callbacks(config: Config, work_dir: Path) -> list[keras.callbacks.Callback]:
@@ -135,15 +204,19 @@ def train_and_evaluate(config: Config, run_dir: str | Path) -> dict:
         config.dataset, config.data_dir, config.limit, config.binarize, config.seed,
         config.download,
     )
+    family = FAMILIES[config.model]
+    for split in (data.train, data.valid, data.test):
+        family.check_images(config, split.images)
     keras.utils.set_random_seed(config.seed)
     models = build_models(config)
-    model = models.autoencoder
-    model.compile(optimizer=make_optimizer(config), loss="mse")
+    model = family.trainable(models)
+    family.compile(config, model)
 
     train = data_lib.make_pipeline(
         data.train.images, config.batch_size, shuffle=True, seed=config.seed,
         binarize=config.binarize,
     )
+    # With dynamic binarization, load_dataset has drawn the validation images once.
     valid = data_lib.make_pipeline(data.valid.images, config.batch_size)
 
     work_dir = prepare_work_dir(config, run_dir)
@@ -153,7 +226,8 @@ def train_and_evaluate(config: Config, run_dir: str | Path) -> dict:
         train,
         validation_data=valid,
         epochs=config.epochs,
-        callbacks=make_callbacks(config, work_dir),
+        # Family callbacks first: what they add to the logs (β) reaches HistoryWriter.
+        callbacks=family.callbacks(config) + make_callbacks(config, work_dir),
         shuffle=False,  # the pipeline shuffles, with the run's seed
         verbose=1 if sys.stdout.isatty() else 2,  # 2: one line per epoch in logs
     )
@@ -169,7 +243,7 @@ def train_and_evaluate(config: Config, run_dir: str | Path) -> dict:
     models.encoder.save(work_dir / "encoder.keras")
     models.decoder.save(work_dir / "decoder.keras")
     recorded = json.loads((work_dir / "history.json").read_text())
-    metrics = evaluate_autoencoder(models, data)
+    metrics = family.evaluate(config, models, data)
     metrics.update(
         # Summed epoch times, so a resumed run counts the epochs of every attempt.
         train_seconds=sum(recorded.get("epoch_seconds", [])),
@@ -182,4 +256,31 @@ def train_and_evaluate(config: Config, run_dir: str | Path) -> dict:
     for name, why in failures.items():
         print(f"warning: figure {name} could not be made: {why}", file=sys.stderr)
     work_dir.rename(run_dir)
+    return metrics
+
+
+def evaluate_run(run_dir: str | Path, iwae_samples: int | None = None) -> dict:
+    """Reloads a finished run, evaluates it again and updates its ``metrics.json``
+    atomically (keys not recomputed, such as training times, are kept).
+
+    Args:
+        run_dir: a directory written by :func:`train_and_evaluate`.
+        iwae_samples: K for the importance-weighted estimate (default: the run's config).
+
+    Returns:
+        The updated metrics.
+    """
+    run = load_run(run_dir)
+    config = run.config
+    if iwae_samples is not None:
+        config = dataclasses.replace(config, iwae_samples=iwae_samples)  # validates K
+    family = FAMILIES[config.model]
+    data = data_lib.load_dataset(
+        config.dataset, config.data_dir, config.limit, config.binarize, config.seed,
+        config.download,
+    )
+    family.check_images(config, data.test.images)
+    keras.utils.set_random_seed(config.seed)
+    metrics = {**run.metrics, **family.evaluate(config, run.load_models(), data)}
+    write_json(run.directory / "metrics.json", metrics)
     return metrics

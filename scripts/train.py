@@ -3,6 +3,10 @@
     python scripts/train.py --model stacked --output runs/stacked
     python scripts/train.py --model stacked --preset tiny --epochs 1 --limit 2000 --output RUN
     python scripts/train.py --model stacked --data-dir ~/data/fashion --output RUN
+    python scripts/train.py --model vae --output runs/vae
+    python scripts/train.py --model vae --preset tiny --limit 1000 --epochs 1 --output RUN
+    python scripts/train.py --model conv_vae --likelihood gaussian --binarize none \
+        --gaussian-sigma 0.1 --beta 1 --warmup-epochs 5 --free-bits 0.1 --output RUN
 
 The run directory holds config.json, model.keras, encoder.keras, decoder.keras,
 history.json and metrics.json (see README). It appears only when the run has finished.
@@ -17,7 +21,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from any checkout
 
 from hml_vae import cli  # noqa: E402
-from hml_vae.config import MODELS, PRESETS, STRATEGIES, make_config  # noqa: E402
+from hml_vae.config import (  # noqa: E402
+    LEARNED_SIGMA,
+    LIKELIHOODS,
+    MODELS,
+    PRESETS,
+    STRATEGIES,
+    make_config,
+)
 from hml_vae.data import BINARIZATIONS, DATASETS  # noqa: E402
 
 
@@ -40,7 +51,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=cli.positive_int)
     parser.add_argument("--latent-dim", type=cli.positive_int, help="size of the coding")
     parser.add_argument("--hidden", type=cli.int_list,
-                        help="encoder hidden sizes, e.g. 100 or 150,100 (decoder mirrors)")
+                        help="encoder hidden sizes, e.g. 100 or 150,100 (decoder mirrors); "
+                        "conv_vae: its two convolutions' filter counts, e.g. 32,64")
     parser.add_argument("--learning-rate", type=cli.positive_float)
     parser.add_argument("--patience", type=cli.positive_int, dest="early_stopping_patience",
                         help="early stopping patience in epochs (default: none)")
@@ -48,6 +60,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--strategy", choices=STRATEGIES)
     parser.add_argument("--no-plots", action="store_false", default=None, dest="make_plots",
                         help="skip the figures (scripts/plot.py draws them later)")
+    vae = parser.add_argument_group("variational autoencoders (vae, conv_vae)")
+    vae.add_argument("--likelihood", choices=LIKELIHOODS,
+                     help="decoder: bernoulli (logits; default) or gaussian (means)")
+    vae.add_argument("--gaussian-sigma", type=cli.positive_float,
+                     help="σ of a Gaussian decoder, or the start of a learned σ (default 1, "
+                     "the lecture's eq. 3)")
+    vae.add_argument("--learned-sigma", choices=LEARNED_SIGMA,
+                     help="learn the Gaussian decoder's σ: none, global or per pixel")
+    vae.add_argument("--beta", type=cli.non_negative_float,
+                     help="weight of the KL term (default 1: the ELBO)")
+    vae.add_argument("--warmup-epochs", type=cli.non_negative_int,
+                     help="raise β linearly from 0 over N epochs (default 0: no warm-up)")
+    vae.add_argument("--free-bits", type=cli.non_negative_float,
+                     help="free bits λ in nats per latent dimension (default 0: none)")
+    vae.add_argument("--iwae-samples", type=cli.positive_int,
+                     help="K of the importance-weighted log p(x) in metrics.json")
     return parser.parse_args(argv)
 
 
@@ -60,9 +88,15 @@ def main(argv=None) -> None:
     from hml_vae.training import train_and_evaluate  # imports TensorFlow: after validation
 
     metrics = train_and_evaluate(config, output)
-    print(f"test MSE per pixel: {metrics['test_mse_per_pixel']:.5f} "
-          f"(validation {metrics['valid_mse_per_pixel']:.5f}); "
-          f"trained {metrics['epochs_trained']} epochs in {metrics['train_seconds']:.1f} s")
+    if "test_neg_elbo" in metrics:
+        print(f"test -ELBO {metrics['test_neg_elbo']:.2f} nats/image (reconstruction "
+              f"{metrics['test_reconstruction_nll']:.2f} + KL {metrics['test_kl']:.2f}); "
+              f"-log p(x) ≈ {metrics['test_nll_iwae']:.2f} (IWAE, K={metrics['iwae_samples']}); "
+              f"test images binarized: {metrics['test_binarization']}")
+    else:
+        print(f"test MSE per pixel: {metrics['test_mse_per_pixel']:.5f} "
+              f"(validation {metrics['valid_mse_per_pixel']:.5f})")
+    print(f"trained {metrics['epochs_trained']} epochs in {metrics['train_seconds']:.1f} s")
     print(f"run directory: {output}")
 
 

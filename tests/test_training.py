@@ -14,7 +14,7 @@ from hml_vae.data import load_dataset
 from hml_vae.errors import RunError
 
 RUN_FILES = {"config.json", "model.keras", "encoder.keras", "decoder.keras", "history.json",
-             "metrics.json"}
+             "metrics.json", "report.md", "figures"}
 
 
 def tiny_config(**overrides):

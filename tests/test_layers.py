@@ -1,0 +1,138 @@
+"""Tests of hml_vae.layers, one section per group of layers."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from hml_vae import losses
+from hml_vae.layers import ReconstructionLoss, Sampling
+
+# =========================================================================================
+# Variational autoencoder: Sampling and ReconstructionLoss
+# =========================================================================================
+
+
+def _posterior(batch=4, latent_dim=3, seed=0):
+    rng = np.random.default_rng(seed)
+    z_mean = rng.normal(size=(batch, latent_dim)).astype(np.float32)
+    z_log_var = rng.normal(scale=0.3, size=(batch, latent_dim)).astype(np.float32)
+    return z_mean, z_log_var
+
+
+def test_sampling_sample_mean_and_variance():
+    z_mean = np.full((20_000, 2), [1.5, -2.0], np.float32)
+    z_log_var = np.full((20_000, 2), np.log([0.25, 4.0]), np.float32)
+    z = np.asarray(Sampling(seed=3)([z_mean, z_log_var]))
+    np.testing.assert_allclose(z.mean(axis=0), [1.5, -2.0], atol=0.05)
+    np.testing.assert_allclose(z.var(axis=0), [0.25, 4.0], rtol=0.05)
+
+
+def test_sampling_is_reproducible_with_its_seed():
+    z_mean, z_log_var = _posterior()
+    first = Sampling(seed=7)([z_mean, z_log_var])
+    second = Sampling(seed=7)([z_mean, z_log_var])
+    np.testing.assert_array_equal(first, second)
+
+
+def test_sampling_gradients_reach_the_encoder():
+    # A tiny encoder: gradients of a function of z must reach both heads' weights.
+    images = keras.Input(shape=(5,))
+    z_mean = keras.layers.Dense(2, name="z_mean")(images)
+    z_log_var = keras.layers.Dense(2, name="z_log_var")(images)
+    z = Sampling(seed=1, beta=0.0, name="sampling")([z_mean, z_log_var])
+    encoder = keras.Model(images, z)
+    x = np.random.default_rng(0).normal(size=(8, 5)).astype(np.float32)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(tf.square(encoder(x) - 3.0))
+    gradients = tape.gradient(loss, encoder.trainable_weights)
+    assert len(gradients) == 4  # kernel and bias of both heads
+    for gradient in gradients:
+        assert gradient is not None and float(tf.reduce_max(tf.abs(gradient))) > 0
+
+
+def test_sampling_adds_kl_loss_scaled_by_beta():
+    z_mean, z_log_var = _posterior()
+    layer = Sampling(beta=1.0, seed=0)
+    layer([z_mean, z_log_var])
+    assert len(layer.losses) == 1
+    kl = float(np.mean(losses.kl_divergence(z_mean, z_log_var)))
+    np.testing.assert_allclose(float(layer.losses[0]), kl, rtol=1e-5)
+    layer.beta.assign(0.25)
+    layer([z_mean, z_log_var])
+    assert len(layer.losses) == 1  # losses are reset at every call
+    np.testing.assert_allclose(float(layer.losses[0]), 0.25 * kl, rtol=1e-5)
+
+
+def test_sampling_loss_appears_in_model_losses():
+    inputs = [keras.Input(shape=(3,)), keras.Input(shape=(3,))]
+    model = keras.Model(inputs, Sampling(beta=2.0, seed=0)(inputs))
+    z_mean, z_log_var = _posterior()
+    model([z_mean, z_log_var])
+    kl = float(np.mean(losses.kl_divergence(z_mean, z_log_var)))
+    np.testing.assert_allclose([float(loss) for loss in model.losses], [2.0 * kl], rtol=1e-5)
+
+
+def test_sampling_beta_is_a_non_trainable_weight():
+    layer = Sampling(beta=0.5)
+    assert layer.beta in layer.non_trainable_weights
+    assert not layer.trainable_weights
+
+
+def test_sampling_free_bits_floor_each_dimension():
+    z_mean = np.zeros((4, 3), np.float32)  # KL = 0 in every dimension
+    layer = Sampling(free_bits=0.5, seed=0)
+    layer([z_mean, np.zeros_like(z_mean)])
+    np.testing.assert_allclose(float(layer.losses[0]), 3 * 0.5)
+    z_mean = np.full((4, 3), 2.0, np.float32)  # KL = 2 per dimension, above the floor
+    layer([z_mean, np.zeros_like(z_mean)])
+    np.testing.assert_allclose(float(layer.losses[0]), 3 * 2.0, rtol=1e-6)
+
+
+def test_sampling_deterministic_returns_the_mean():
+    z_mean, z_log_var = _posterior()
+    z = Sampling(deterministic=True)([z_mean, z_log_var])
+    np.testing.assert_array_equal(z, z_mean)
+
+
+def test_sampling_config_round_trip():
+    layer = Sampling(beta=0.3, free_bits=0.1, seed=5, deterministic=True, name="sampling")
+    config = layer.get_config()
+    for key, value in dict(beta=0.3, free_bits=0.1, seed=5, deterministic=True).items():
+        assert config[key] == value
+    clone = Sampling.from_config(config)
+    assert clone.get_config() == config
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+    assert isinstance(restored, Sampling) and restored.get_config() == config
+
+
+@pytest.mark.parametrize("beta, free_bits", [(-0.1, 0.0), (1.0, -1.0)])
+def test_sampling_rejects_negative_beta_or_free_bits(beta, free_bits):
+    with pytest.raises(ValueError, match=">= 0"):
+        Sampling(beta=beta, free_bits=free_bits)
+
+
+def test_reconstruction_loss_config_round_trip():
+    layer = ReconstructionLoss(likelihood="gaussian", gaussian_sigma=0.2, learned_sigma="pixel",
+                               image_shape=(28, 28), name="reconstruction_loss")
+    config = layer.get_config()
+    assert ReconstructionLoss.from_config(config).get_config() == config
+    assert tuple(layer.log_sigma.shape) == (28, 28)
+    np.testing.assert_allclose(layer.log_sigma.numpy(), np.log(0.2), rtol=1e-6)
+
+
+def test_reconstruction_loss_adds_bernoulli_nll_and_passes_outputs_through():
+    rng = np.random.default_rng(0)
+    images = (rng.random((3, 28, 28)) > 0.5).astype(np.float32)
+    logits = rng.normal(size=(3, 28, 28)).astype(np.float32)
+    layer = ReconstructionLoss()
+    np.testing.assert_array_equal(layer([images, logits]), logits)
+    expected = float(np.mean(losses.bernoulli_nll(images, logits)))
+    np.testing.assert_allclose(float(layer.losses[0]), expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs", [dict(likelihood="poisson"), dict(gaussian_sigma=0.0),
+                                    dict(gaussian_sigma=-1.0), dict(learned_sigma="layer")])
+def test_reconstruction_loss_rejects_bad_arguments(kwargs):
+    with pytest.raises(ValueError):
+        ReconstructionLoss(**kwargs)
