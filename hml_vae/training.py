@@ -19,7 +19,7 @@ import keras
 
 from hml_vae import data as data_lib
 from hml_vae.config import Config
-from hml_vae.evaluation import evaluate_autoencoder
+from hml_vae.evaluation import evaluate_autoencoder, family_metrics
 from hml_vae.models import build_models
 
 INCOMPLETE_SUFFIX = ".incomplete"
@@ -177,6 +177,7 @@ def train_and_evaluate(config: Config, run_dir: str | Path) -> dict:
     models.decoder.save(work_dir / "decoder.keras")
     recorded = json.loads((work_dir / "history.json").read_text())
     metrics = evaluate_autoencoder(models, data)
+    metrics.update(family_metrics(config, models, data))
     metrics.update(
         # Summed epoch times, so a resumed run counts the epochs of every attempt.
         train_seconds=sum(recorded.get("epoch_seconds", [])),

@@ -3,6 +3,11 @@
     python scripts/train.py --model stacked --output runs/stacked
     python scripts/train.py --model stacked --preset tiny --epochs 1 --limit 2000 --output RUN
     python scripts/train.py --model stacked --data-dir ~/data/fashion --output RUN
+    python scripts/train.py --model conv --output runs/conv
+    python scripts/train.py --model denoising --noise gaussian --noise-stddev 0.2 --output RUN
+    python scripts/train.py --model sparse --sparsity l1 --sparsity-weight 1e-4 --output RUN
+
+Greedy layer-wise pretraining has its own script, scripts/pretrain_greedy.py.
 
 The run directory holds config.json, model.keras, encoder.keras, decoder.keras,
 history.json and metrics.json (see README). It appears only when the run has finished.
@@ -17,13 +22,41 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from any checkout
 
 from hml_vae import cli  # noqa: E402
-from hml_vae.config import MODELS, PRESETS, STRATEGIES, make_config  # noqa: E402
+from hml_vae.config import (  # noqa: E402
+    MODELS,
+    NOISE_KINDS,
+    PRESETS,
+    SPARSITY_KINDS,
+    STRATEGIES,
+    make_config,
+)
 from hml_vae.data import BINARIZATIONS, DATASETS  # noqa: E402
+
+
+def add_family_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of the denoising and sparse families (ignored by the others)."""
+    parser.add_argument("--noise", choices=NOISE_KINDS,
+                        help="denoising: input corruption in training (default: dropout)")
+    parser.add_argument("--noise-stddev", type=cli.positive_float,
+                        help="denoising, --noise gaussian: standard deviation (default: 0.2)")
+    parser.add_argument("--dropout-rate", type=float,
+                        help="denoising, --noise dropout: share of pixels zeroed, in (0, 1) "
+                        "(default: 0.5)")
+    parser.add_argument("--sparsity", choices=SPARSITY_KINDS,
+                        help="sparse: kl (mean activation pulled to --sparsity-target) or l1 "
+                        "(default: kl)")
+    parser.add_argument("--sparsity-target", type=float,
+                        help="sparse, kl: wanted mean activation of a coding unit, in (0, 1) "
+                        "(default: 0.1)")
+    parser.add_argument("--sparsity-weight", type=cli.positive_float,
+                        help="sparse: penalty weight (default: 0.05 for kl, 1e-4 for l1)")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True, choices=MODELS)
+    # greedy models are built level by level: scripts/pretrain_greedy.py trains them.
+    parser.add_argument("--model", required=True,
+                        choices=[model for model in MODELS if model != "greedy"])
     parser.add_argument("--preset", default="default", choices=PRESETS,
                         help="default: HOML's recipe; tiny: seconds on a CPU (default: default)")
     parser.add_argument("--output", required=True, help="run directory to create")
@@ -42,6 +75,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--hidden", type=cli.int_list,
                         help="encoder hidden sizes, e.g. 100 or 150,100 (decoder mirrors)")
     parser.add_argument("--learning-rate", type=cli.positive_float)
+    add_family_arguments(parser)
     parser.add_argument("--patience", type=cli.positive_int, dest="early_stopping_patience",
                         help="early stopping patience in epochs (default: none)")
     parser.add_argument("--seed", type=int)
@@ -61,6 +95,9 @@ def main(argv=None) -> None:
     print(f"test MSE per pixel: {metrics['test_mse_per_pixel']:.5f} "
           f"(validation {metrics['valid_mse_per_pixel']:.5f}); "
           f"trained {metrics['epochs_trained']} epochs in {metrics['train_seconds']:.1f} s")
+    for name, value in sorted(metrics.items()):
+        if name.startswith(("test_denoising", "test_noisy", "test_coding")):
+            print(f"{name}: {value:.5f}")
     print(f"run directory: {output}")
 
 
