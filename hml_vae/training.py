@@ -122,6 +122,23 @@ def prepare_work_dir(config: Config, run_dir: Path) -> Path:
     return work_dir
 
 
+def check_finite_losses(losses: list[float], history_path: Path) -> None:
+    """Raises RunError when training diverged (a loss is NaN or infinite)."""
+    if any(not math.isfinite(loss) for loss in losses):
+        raise RunError(
+            f"training diverged: the loss became {losses[-1]} in epoch {len(losses)}, so no "
+            f"model was saved. Lower --learning-rate or check the data. Partial history: "
+            f"{history_path}."
+        )
+
+
+def save_models(models, work_dir: Path) -> None:
+    """``model.keras``, ``encoder.keras`` and ``decoder.keras`` of a run directory."""
+    models.autoencoder.save(work_dir / "model.keras")
+    models.encoder.save(work_dir / "encoder.keras")
+    models.decoder.save(work_dir / "decoder.keras")
+
+
 def train_and_evaluate(config: Config, run_dir: str | Path) -> dict:
     """Trains ``config.model``, evaluates it and writes the run directory.
 
@@ -164,17 +181,8 @@ def train_and_evaluate(config: Config, run_dir: str | Path) -> dict:
         shuffle=False,  # the pipeline shuffles, with the run's seed
         verbose=1 if sys.stdout.isatty() else 2,  # 2: one line per epoch in logs
     )
-    losses = history.history.get("loss", [])
-    if any(not math.isfinite(loss) for loss in losses):
-        raise RunError(
-            f"training diverged: the loss became {losses[-1]} in epoch {len(losses)}, so no "
-            f"model was saved. Lower --learning-rate or check the data. Partial history: "
-            f"{work_dir / 'history.json'}."
-        )
-
-    model.save(work_dir / "model.keras")
-    models.encoder.save(work_dir / "encoder.keras")
-    models.decoder.save(work_dir / "decoder.keras")
+    check_finite_losses(history.history.get("loss", []), work_dir / "history.json")
+    save_models(models, work_dir)
     recorded = json.loads((work_dir / "history.json").read_text())
     metrics = evaluate_autoencoder(models, data)
     metrics.update(family_metrics(config, models, data))
