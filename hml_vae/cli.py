@@ -48,15 +48,20 @@ def int_list(text: str) -> tuple[int, ...]:
 def run_main(main: Callable[[], object]) -> int:
     """Runs a script's main; a user's mistake becomes one line on stderr and exit code 2
     (1 for a failed run) instead of a traceback."""
-    from hml_vae.data import DataError
-    from hml_vae.training import RunError
+    from hml_vae.data import DataError  # NumPy only; hml_vae.training imports TensorFlow
 
     try:
         main()
     except (DataError, ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except RunError as error:
+    except RuntimeError as error:
+        # Imported only here, so a bad flag is reported before TensorFlow starts (and
+        # before its start-up log lines bury the one-line error).
+        from hml_vae.training import RunError
+
+        if not isinstance(error, RunError):
+            raise
         print(f"error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
