@@ -73,7 +73,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=cli.positive_int)
     parser.add_argument("--latent-dim", type=cli.positive_int, help="size of the coding")
     parser.add_argument("--hidden", type=cli.int_list,
-                        help="encoder hidden sizes, e.g. 100 or 150,100 (decoder mirrors)")
+                        help="encoder hidden sizes, e.g. 100 or 150,100 (decoder mirrors); "
+                        "conv: filters per conv+pooling block, e.g. 16,32,64; recurrent: "
+                        "LSTM units")
     parser.add_argument("--learning-rate", type=cli.positive_float)
     add_family_arguments(parser)
     parser.add_argument("--patience", type=cli.positive_int, dest="early_stopping_patience",
