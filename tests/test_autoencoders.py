@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import keras
@@ -20,6 +21,7 @@ from autoencoder_checks import (
 )
 
 from hml_vae.config import make_config
+from hml_vae.evaluation import corrupt_images, family_metrics
 from hml_vae.layers import KLDivergenceRegularizer
 from hml_vae.models import build_models
 from hml_vae.models.autoencoders import (
@@ -223,3 +225,36 @@ def test_train_cli_bad_input_is_one_line_error(tmp_path, args):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+# --- Family metrics (hml_vae.evaluation) ----------------------------------------------------
+
+
+def test_corrupt_images_matches_the_training_noise():
+    images = real_images(256)
+    gaussian = corrupt_images(images, "gaussian", noise_stddev=0.2, seed=0)
+    assert np.std(gaussian - images) == pytest.approx(0.2, rel=0.02)
+    dropped = corrupt_images(images, "dropout", dropout_rate=0.5, seed=0)
+    lit = images > 0
+    zeroed = (dropped == 0) & lit
+    assert zeroed.sum() / lit.sum() == pytest.approx(0.5, abs=0.01)
+    kept = (dropped != 0) & lit
+    np.testing.assert_allclose(dropped[kept], images[kept] * 2.0, rtol=1e-6)  # 1 / (1 - 0.5)
+    np.testing.assert_array_equal(corrupt_images(images, "gaussian", seed=0), gaussian)
+
+
+@pytest.mark.parametrize("model", ["denoising", "sparse", "conv"])
+def test_family_metrics(model):
+    config = make_config(model, preset="tiny", noise="gaussian")
+    models = build_models(config)
+    data = types.SimpleNamespace(test=types.SimpleNamespace(images=real_images(64)))
+    metrics = family_metrics(config, models, data)
+    if model == "denoising":
+        assert set(metrics) == {"test_denoising_mse_per_pixel", "test_noisy_input_mse_per_pixel"}
+        # Gaussian noise of stddev 0.2 has a mean square of 0.04 per pixel.
+        assert metrics["test_noisy_input_mse_per_pixel"] == pytest.approx(0.04, rel=0.05)
+    elif model == "sparse":
+        assert 0 < metrics["test_coding_mean_activation"] < 1
+        assert metrics["sparsity_target"] == 0.1
+    else:
+        assert metrics == {}
