@@ -210,9 +210,11 @@ _PRESET_VALUES: dict[str, dict[str, dict]] = {
         "default": {"noise": "dropout", "dropout_rate": 0.5, "noise_stddev": 0.2},
         "tiny": {**_TINY_DENSE, "noise": "dropout", "dropout_rate": 0.5},
     },
-    # HOML: Dense(100, ReLU) then a 300-unit sigmoid coding with the KL sparsity penalty,
-    # target 0.1, weight 0.05 (the L1 variant uses 1e-4). Keras 3 divides activity
-    # penalties by the batch size as tf.keras 2 did, so HOML's weights keep their strength.
+    # HOML ch. 17's sparse autoencoder: Dense(100, ReLU) then a 300-unit sigmoid coding
+    # with the KL sparsity penalty, target 0.1, weight 0.05 (HOML's KL weight differs
+    # between editions; 0.05 is the one we use); the L1 variant uses 1e-4. Keras 3 divides
+    # activity penalties by the batch size as tf.keras 2 did, so HOML's weights keep their
+    # strength.
     "sparse": {
         "default": {"hidden": (100,), "latent_dim": 300, "sparsity": "kl",
                     "sparsity_target": 0.1},

@@ -20,10 +20,11 @@ from autoencoder_checks import (
     real_images,
 )
 
+from hml_vae import config as config_module
 from hml_vae.config import make_config
 from hml_vae.evaluation import corrupt_images, family_metrics
 from hml_vae.layers import KLDivergenceRegularizer
-from hml_vae.models import build_models
+from hml_vae.models import autoencoders, build_models
 from hml_vae.models.autoencoders import (
     build_conv,
     build_denoising,
@@ -78,6 +79,14 @@ def test_save_load_gives_identical_predictions(family, tmp_path):
 def test_one_fit_step_lowers_the_loss(family):
     _, models, _ = family
     assert_one_fit_step_lowers_loss(models.autoencoder, real_images(64))
+
+
+def test_config_and_builders_agree_on_choices():
+    # config.py cannot import the builders (it must load without TensorFlow): same lists.
+    assert config_module.NOISE_KINDS == autoencoders.NOISE_KINDS
+    assert config_module.SPARSITY_KINDS == autoencoders.SPARSITY_KINDS
+    assert config_module.PIXELS == autoencoders.PIXELS
+    assert config_module.MAX_CONV_BLOCKS == len(autoencoders.CONV_MAP_SIZES) - 1
 
 
 def test_build_models_dispatches_every_family():
