@@ -267,3 +267,10 @@ def test_family_metrics(model):
         assert metrics["sparsity_target"] == 0.1
     else:
         assert metrics == {}
+
+
+@pytest.mark.parametrize("filters", [(4,), (4, 8), (4, 8, 8)])
+def test_conv_one_to_three_blocks_reconstruct_28x28(filters):
+    models = build_conv(filters=filters, latent_dim=6)
+    assert models.encoder.output_shape == (None, 6)
+    assert models.decoder.output_shape == (None, 28, 28)
