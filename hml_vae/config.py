@@ -17,10 +17,20 @@ from pathlib import Path
 
 from hml_vae.data import BINARIZATIONS, DATASETS
 
-MODELS = ("stacked", "vae", "conv_vae")
+MODELS = ("stacked", "tied", "conv", "recurrent", "denoising", "sparse", "greedy", "vae",
+          "conv_vae")
 VAE_MODELS = ("vae", "conv_vae")
 LIKELIHOODS = ("bernoulli", "gaussian")
 LEARNED_SIGMA = ("none", "global", "pixel")
+# Dense autoencoders that must narrow at every layer (784 -> hidden... -> latent_dim).
+UNDERCOMPLETE_DENSE_MODELS = ("stacked", "tied", "denoising", "greedy")
+PIXELS = 28 * 28
+NOISE_KINDS = ("gaussian", "dropout")
+SPARSITY_KINDS = ("kl", "l1")
+# HOML's weights for the two sparsity penalties (see _PRESET_VALUES["sparse"]); used when
+# sparsity_weight is not given.
+DEFAULT_SPARSITY_WEIGHTS = {"kl": 0.05, "l1": 1e-4}
+MAX_CONV_BLOCKS = 3  # 28 -> 14 -> 7 -> 3 pixels; see hml_vae.models.autoencoders
 PRESETS = ("default", "tiny")
 STRATEGIES = ("default",)
 OPTIMIZERS = ("nadam", "adam", "sgd")
@@ -39,9 +49,23 @@ class Config:
     seed: int = 42
     strategy: str = "default"
     # Architecture: hidden layer sizes of the encoder (the decoder mirrors them) and the
-    # size of the coding (the latent space for VAEs).
+    # size of the coding (the latent space for VAEs). For ``conv`` the hidden sizes are
+    # the filters of the conv+pooling blocks, for ``recurrent`` the LSTM units; for
+    # ``greedy`` (hidden..., latent_dim) are the codings of the pretrained levels.
     hidden: tuple[int, ...] = (100,)
     latent_dim: int = 30
+    # Denoising: the input corruption, used in training only.
+    noise: str = "dropout"
+    noise_stddev: float = 0.2
+    dropout_rate: float = 0.5
+    # Sparse: the coding's activity penalty; sparsity_weight None means HOML's weight for
+    # the chosen kind (DEFAULT_SPARSITY_WEIGHTS), filled in when the config is made.
+    sparsity: str = "kl"
+    sparsity_target: float = 0.1
+    sparsity_weight: float | None = None
+    # Greedy layer-wise pretraining: ``epochs`` trains each level, then the stacked model
+    # is fine-tuned end to end for this many epochs (0: no fine-tuning).
+    fine_tune_epochs: int = 0
     # Optimisation.
     epochs: int = 20
     batch_size: int = 32
@@ -63,6 +87,8 @@ class Config:
     def __post_init__(self) -> None:
         # JSON has no tuples: accept lists so a saved config round-trips.
         object.__setattr__(self, "hidden", tuple(self.hidden))
+        if self.sparsity_weight is None and self.sparsity in DEFAULT_SPARSITY_WEIGHTS:
+            object.__setattr__(self, "sparsity_weight", DEFAULT_SPARSITY_WEIGHTS[self.sparsity])
         validate(self)
 
     def to_json(self) -> str:
@@ -125,15 +151,105 @@ def validate(config: Config) -> None:
             f"hidden layer sizes must be positive integers, got {list(config.hidden)}; "
             f"e.g. --hidden 100 or --hidden 150,100."
         )
+    if isinstance(config.fine_tune_epochs, bool) or not (
+        isinstance(config.fine_tune_epochs, int) and config.fine_tune_epochs >= 0
+    ):
+        raise ValueError(
+            f"fine-tune epochs must be a whole number >= 0, got {config.fine_tune_epochs!r}."
+        )
+    _validate_architecture(config)
+    _validate_denoising(config)
+    _validate_sparsity(config)
+
+
+def _validate_architecture(config: Config) -> None:
+    """Sizes the model family can be built with (the builders check them again; here they
+    fail before TensorFlow is imported and data is loaded)."""
+    if config.model in UNDERCOMPLETE_DENSE_MODELS:
+        inputs = PIXELS
+        for size in (*config.hidden, config.latent_dim):
+            if size > inputs:
+                raise ValueError(
+                    f"{config.model}: a layer of {size} units after {inputs} inputs; an "
+                    f"undercomplete autoencoder narrows at every layer. Use sizes that "
+                    f"decrease from {PIXELS}, e.g. --hidden 100 --latent-dim 30."
+                )
+            inputs = size
+    if config.model in ("conv", "recurrent") and config.latent_dim >= PIXELS:
+        raise ValueError(
+            f"{config.model}: a coding of {config.latent_dim} units is not smaller than the "
+            f"{PIXELS} pixels it encodes; pass --latent-dim below {PIXELS}, e.g. 30."
+        )
+    if config.model == "conv" and len(config.hidden) > MAX_CONV_BLOCKS:
+        raise ValueError(
+            f"conv: {len(config.hidden)} conv+pooling blocks (--hidden "
+            f"{','.join(map(str, config.hidden))}) do not fit a 28x28 image; at most "
+            f"{MAX_CONV_BLOCKS}, e.g. --hidden 16,32,64."
+        )
+
+
+def _validate_denoising(config: Config) -> None:
+    _check_choice("noise", config.noise, NOISE_KINDS)
+    _check_positive("noise stddev", config.noise_stddev)
+    if not 0 < config.dropout_rate < 1:
+        raise ValueError(
+            f"dropout rate is the probability of zeroing a pixel and must lie in (0, 1), got "
+            f"{config.dropout_rate!r}; e.g. --dropout-rate 0.5."
+        )
+
+
+def _validate_sparsity(config: Config) -> None:
+    _check_choice("sparsity", config.sparsity, SPARSITY_KINDS)
+    if not 0 < config.sparsity_target < 1:
+        raise ValueError(
+            f"sparsity target is the wanted mean activation of a sigmoid coding unit and "
+            f"must lie in (0, 1), got {config.sparsity_target!r}; e.g. --sparsity-target 0.1."
+        )
+    _check_positive("sparsity weight", config.sparsity_weight)
 
 
 # Per model family: the preset's values. ``default`` is HOML's recipe (3rd edition,
 # ch. 17: 784-100-30-100-784, ReLU, MSE, Nadam, 20 epochs, Keras' default batch of 32);
 # ``tiny`` trains in seconds on a CPU for tests and smoke runs.
+_TINY_DENSE = {"hidden": (16,), "latent_dim": 8, "epochs": 1, "batch_size": 64}
 _PRESET_VALUES: dict[str, dict[str, dict]] = {
-    "stacked": {
-        "default": {},
-        "tiny": {"hidden": (16,), "latent_dim": 8, "epochs": 1, "batch_size": 64},
+    "stacked": {"default": {}, "tiny": _TINY_DENSE},
+    # HOML: the stacked model with the transposed kernels in the decoder.
+    "tied": {"default": {}, "tiny": _TINY_DENSE},
+    # HOML 3rd ed.: Conv2D 16, 32, 64 (3x3, "same", ReLU) each with 2x2 max pooling down to
+    # 3x3x64, a Conv2D of 30 filters + global average pooling as the 30-unit coding, and
+    # Conv2DTranspose 32, 16, 1 (stride 2) back to 28x28.
+    "conv": {
+        "default": {"hidden": (16, 32, 64), "latent_dim": 30},
+        "tiny": {"hidden": (4, 8, 8), "latent_dim": 8, "epochs": 1, "batch_size": 64},
+    },
+    # HOML 3rd ed.: LSTM(100) -> LSTM(30) over the 28 rows; RepeatVector(28) -> LSTM(100)
+    # -> Dense(28) on every row.
+    "recurrent": {
+        "default": {"hidden": (100,), "latent_dim": 30},
+        "tiny": {"hidden": (8,), "latent_dim": 4, "epochs": 1, "batch_size": 64},
+    },
+    # HOML 3rd ed.: the stacked 100-30 model with Dropout(0.5) on its inputs; its Gaussian
+    # variant uses GaussianNoise(0.2) (--noise gaussian).
+    "denoising": {
+        "default": {"noise": "dropout", "dropout_rate": 0.5, "noise_stddev": 0.2},
+        "tiny": {**_TINY_DENSE, "noise": "dropout", "dropout_rate": 0.5},
+    },
+    # HOML ch. 17's sparse autoencoder: Dense(100, ReLU) then a 300-unit sigmoid coding
+    # with the KL sparsity penalty, target 0.1, weight 0.05 (HOML's KL weight differs
+    # between editions; 0.05 is the one we use); the L1 variant uses 1e-4. Keras 3 divides
+    # activity penalties by the batch size as tf.keras 2 did, so HOML's weights keep their
+    # strength.
+    "sparse": {
+        "default": {"hidden": (100,), "latent_dim": 300, "sparsity": "kl",
+                    "sparsity_target": 0.1},
+        "tiny": {"hidden": (16,), "latent_dim": 32, "epochs": 1, "batch_size": 64},
+    },
+    # Greedy layer-wise pretraining of the stacked 100-30 model: each level trains like the
+    # stacked model (20 epochs); fine-tuning the stack is optional (--fine-tune-epochs).
+    "greedy": {
+        "default": {"fine_tune_epochs": 0},
+        "tiny": {**_TINY_DENSE, "fine_tune_epochs": 1},
     },
     # HOML 3rd ed. ch. 17's VAE: 784-150-100-10 codings, ReLU, Nadam, 25 epochs, batch 128.
     # HOML trains it on gray pixels with MSE + KL/784 (a Gaussian decoder with σ² = 1/2, up

@@ -33,13 +33,10 @@ class Run:
     metrics: dict
 
     def load_models(self):
-        """The run's model bundle, from ``model.keras`` (encoder and decoder included)."""
-        import keras
+        """The run's model bundle (encoder, decoder and the trainable whole)."""
+        from hml_vae.models import load_saved_models  # keras: only when models are needed
 
-        from hml_vae.models import bundle_from_saved  # keras: only when models are needed
-
-        return bundle_from_saved(self.config,
-                                 keras.saving.load_model(self.directory / "model.keras"))
+        return load_saved_models(self.config, self.directory)
 
 
 def check_finished(run_dir: Path) -> None:

@@ -20,9 +20,9 @@ from pathlib import Path
 import keras
 
 from hml_vae import data as data_lib
-from hml_vae.config import Config
+from hml_vae.config import VAE_MODELS, Config
 from hml_vae.errors import RunError
-from hml_vae.evaluation import evaluate_autoencoder, evaluate_vae
+from hml_vae.evaluation import evaluate_autoencoder, evaluate_vae, family_metrics
 from hml_vae.models import build_models
 from hml_vae.models.vae import BetaWarmup, check_images
 from hml_vae.plots import plot_run
@@ -86,14 +86,12 @@ class Family:
     """How one model family plugs into training and evaluation.
 
     Attributes:
-        trainable: the model ``fit`` trains, from the builder's bundle.
-        compile: compiles that model for the config.
+        compile: compiles the trainable whole (``models.whole``) for the config.
         callbacks: the family's own callbacks (beyond checkpoints, history, NaN stop).
         check_images: raises ValueError for images the family cannot train on.
         evaluate: ``(config, models, data) -> metrics``.
     """
 
-    trainable: Callable[[object], keras.Model]
     compile: Callable[[Config, keras.Model], None]
     callbacks: Callable[[Config], list]
     check_images: Callable[[Config, object], None]
@@ -127,20 +125,24 @@ def _check_vae_images(config: Config, images) -> None:
 
 
 AUTOENCODER_FAMILY = Family(
-    trainable=lambda models: models.autoencoder,
     compile=_compile_autoencoder,
     callbacks=_no_callbacks,
     check_images=_no_check,
-    evaluate=lambda config, models, data: evaluate_autoencoder(models, data),
+    evaluate=lambda config, models, data: {
+        **evaluate_autoencoder(models, data), **family_metrics(config, models, data)
+    },
 )
 VAE_FAMILY = Family(
-    trainable=lambda models: models.vae,
     compile=_compile_vae,
     callbacks=_vae_callbacks,
     check_images=_check_vae_images,
     evaluate=evaluate_vae,
 )
-FAMILIES = {"stacked": AUTOENCODER_FAMILY, "vae": VAE_FAMILY, "conv_vae": VAE_FAMILY}
+
+
+def family_of(config: Config) -> Family:
+    """How runs of ``config.model`` are trained and evaluated."""
+    return VAE_FAMILY if config.model in VAE_MODELS else AUTOENCODER_FAMILY
 
 
 def make_callbacks(config: Config, work_dir: Path) -> list[keras.callbacks.Callback]:
@@ -184,6 +186,23 @@ def prepare_work_dir(config: Config, run_dir: Path) -> Path:
     return work_dir
 
 
+def check_finite_losses(losses: list[float], history_path: Path) -> None:
+    """Raises RunError when training diverged (a loss is NaN or infinite)."""
+    if any(not math.isfinite(loss) for loss in losses):
+        raise RunError(
+            f"training diverged: the loss became {losses[-1]} in epoch {len(losses)}, so no "
+            f"model was saved. Lower --learning-rate or check the data. Partial history: "
+            f"{history_path}."
+        )
+
+
+def save_models(models, work_dir: Path) -> None:
+    """``model.keras``, ``encoder.keras`` and ``decoder.keras`` of a run directory."""
+    models.whole.save(work_dir / "model.keras")
+    models.encoder.save(work_dir / "encoder.keras")
+    models.decoder.save(work_dir / "decoder.keras")
+
+
 def train_and_evaluate(config: Config, run_dir: str | Path) -> dict:
     """Trains ``config.model``, evaluates it and writes the run directory.
 
@@ -204,12 +223,12 @@ def train_and_evaluate(config: Config, run_dir: str | Path) -> dict:
         config.dataset, config.data_dir, config.limit, config.binarize, config.seed,
         config.download,
     )
-    family = FAMILIES[config.model]
+    family = family_of(config)
     for split in (data.train, data.valid, data.test):
         family.check_images(config, split.images)
     keras.utils.set_random_seed(config.seed)
     models = build_models(config)
-    model = family.trainable(models)
+    model = models.whole
     family.compile(config, model)
 
     train = data_lib.make_pipeline(
@@ -231,17 +250,8 @@ def train_and_evaluate(config: Config, run_dir: str | Path) -> dict:
         shuffle=False,  # the pipeline shuffles, with the run's seed
         verbose=1 if sys.stdout.isatty() else 2,  # 2: one line per epoch in logs
     )
-    losses = history.history.get("loss", [])
-    if any(not math.isfinite(loss) for loss in losses):
-        raise RunError(
-            f"training diverged: the loss became {losses[-1]} in epoch {len(losses)}, so no "
-            f"model was saved. Lower --learning-rate or check the data. Partial history: "
-            f"{work_dir / 'history.json'}."
-        )
-
-    model.save(work_dir / "model.keras")
-    models.encoder.save(work_dir / "encoder.keras")
-    models.decoder.save(work_dir / "decoder.keras")
+    check_finite_losses(history.history.get("loss", []), work_dir / "history.json")
+    save_models(models, work_dir)
     recorded = json.loads((work_dir / "history.json").read_text())
     metrics = family.evaluate(config, models, data)
     metrics.update(
@@ -274,7 +284,7 @@ def evaluate_run(run_dir: str | Path, iwae_samples: int | None = None) -> dict:
     config = run.config
     if iwae_samples is not None:
         config = dataclasses.replace(config, iwae_samples=iwae_samples)  # validates K
-    family = FAMILIES[config.model]
+    family = family_of(config)
     data = data_lib.load_dataset(
         config.dataset, config.data_dir, config.limit, config.binarize, config.seed,
         config.download,

@@ -7,6 +7,11 @@
     python scripts/train.py --model vae --preset tiny --limit 1000 --epochs 1 --output RUN
     python scripts/train.py --model conv_vae --likelihood gaussian --binarize none \
         --gaussian-sigma 0.1 --beta 1 --warmup-epochs 5 --free-bits 0.1 --output RUN
+    python scripts/train.py --model conv --output runs/conv
+    python scripts/train.py --model denoising --noise gaussian --noise-stddev 0.2 --output RUN
+    python scripts/train.py --model sparse --sparsity l1 --sparsity-weight 1e-4 --output RUN
+
+Greedy layer-wise pretraining has its own script, scripts/pretrain_greedy.py.
 
 The run directory holds config.json, model.keras, encoder.keras, decoder.keras,
 history.json and metrics.json (see README). It appears only when the run has finished.
@@ -25,16 +30,40 @@ from hml_vae.config import (  # noqa: E402
     LEARNED_SIGMA,
     LIKELIHOODS,
     MODELS,
+    NOISE_KINDS,
     PRESETS,
+    SPARSITY_KINDS,
     STRATEGIES,
     make_config,
 )
 from hml_vae.data import BINARIZATIONS, DATASETS  # noqa: E402
 
 
+def add_family_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of the denoising and sparse families (ignored by the others)."""
+    parser = parser.add_argument_group("denoising and sparse autoencoders")
+    parser.add_argument("--noise", choices=NOISE_KINDS,
+                        help="denoising: input corruption in training (default: dropout)")
+    parser.add_argument("--noise-stddev", type=cli.positive_float,
+                        help="denoising, --noise gaussian: standard deviation (default: 0.2)")
+    parser.add_argument("--dropout-rate", type=float,
+                        help="denoising, --noise dropout: share of pixels zeroed, in (0, 1) "
+                        "(default: 0.5)")
+    parser.add_argument("--sparsity", choices=SPARSITY_KINDS,
+                        help="sparse: kl (mean activation pulled to --sparsity-target) or l1 "
+                        "(default: kl)")
+    parser.add_argument("--sparsity-target", type=float,
+                        help="sparse, kl: wanted mean activation of a coding unit, in (0, 1) "
+                        "(default: 0.1)")
+    parser.add_argument("--sparsity-weight", type=cli.positive_float,
+                        help="sparse: penalty weight (default: 0.05 for kl, 1e-4 for l1)")
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True, choices=MODELS)
+    # greedy models are built level by level: scripts/pretrain_greedy.py trains them.
+    parser.add_argument("--model", required=True,
+                        choices=[model for model in MODELS if model != "greedy"])
     parser.add_argument("--preset", default="default", choices=PRESETS,
                         help="default: HOML's recipe; tiny: seconds on a CPU (default: default)")
     parser.add_argument("--output", required=True, help="run directory to create")
@@ -52,7 +81,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--latent-dim", type=cli.positive_int, help="size of the coding")
     parser.add_argument("--hidden", type=cli.int_list,
                         help="encoder hidden sizes, e.g. 100 or 150,100 (decoder mirrors); "
-                        "conv_vae: its two convolutions' filter counts, e.g. 32,64")
+                        "conv and conv_vae: filters per convolution block, e.g. 16,32,64; "
+                        "recurrent: LSTM units")
     parser.add_argument("--learning-rate", type=cli.positive_float)
     parser.add_argument("--patience", type=cli.positive_int, dest="early_stopping_patience",
                         help="early stopping patience in epochs (default: none)")
@@ -60,6 +90,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--strategy", choices=STRATEGIES)
     parser.add_argument("--no-plots", action="store_false", default=None, dest="make_plots",
                         help="skip the figures (scripts/plot.py draws them later)")
+    add_family_arguments(parser)
+    add_vae_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def add_vae_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of the variational autoencoders (ignored by the others)."""
     vae = parser.add_argument_group("variational autoencoders (vae, conv_vae)")
     vae.add_argument("--likelihood", choices=LIKELIHOODS,
                      help="decoder: bernoulli (logits; default) or gaussian (means)")
@@ -76,7 +113,6 @@ def parse_args(argv=None) -> argparse.Namespace:
                      help="free bits λ in nats per latent dimension (default 0: none)")
     vae.add_argument("--iwae-samples", type=cli.positive_int,
                      help="K of the importance-weighted log p(x) in metrics.json")
-    return parser.parse_args(argv)
 
 
 def main(argv=None) -> None:
@@ -96,6 +132,9 @@ def main(argv=None) -> None:
     else:
         print(f"test MSE per pixel: {metrics['test_mse_per_pixel']:.5f} "
               f"(validation {metrics['valid_mse_per_pixel']:.5f})")
+    for name, value in sorted(metrics.items()):
+        if name.startswith(("test_denoising", "test_noisy", "test_coding")):
+            print(f"{name}: {value:.5f}")
     print(f"trained {metrics['epochs_trained']} epochs in {metrics['train_seconds']:.1f} s")
     print(f"run directory: {output}")
 

@@ -77,6 +77,11 @@ class VAEModels:
         return cls(vae.get_layer("encoder"), vae.get_layer("decoder"), vae)
 
     @property
+    def whole(self) -> keras.Model:
+        """The trainable whole (``fit`` and ``model.keras``)."""
+        return self.vae
+
+    @property
     def sampling(self) -> Sampling:
         return self.encoder.get_layer("sampling")
 
