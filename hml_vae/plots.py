@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
-from hml_vae.config import Config  # noqa: E402
+from hml_vae.config import VAE_MODELS, Config  # noqa: E402
 
 FIGURE_DPI = 100
 TSNE_POINTS = 2_000  # t-SNE of more points costs minutes on a laptop CPU and adds little
@@ -86,7 +86,7 @@ def two_dimensional(codings: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
 def latent_map(context: PlotContext):
     images = context.images[:TSNE_POINTS]
     labels = context.labels[:TSNE_POINTS]
-    codings = np.asarray(context.models.encode(images)).reshape(len(images), -1)
+    codings = context.models.coding(images)
     points, method = two_dimensional(codings, context.seed)
     figure, axes = plt.subplots(figsize=(8, 6.5))
     colours = plt.get_cmap("tab10")
@@ -112,7 +112,7 @@ def interpolation(context: PlotContext, steps: int = 9):
         raise ValueError("the test images are all of one class; need two classes to "
                          "interpolate between")
     pair = context.images[[first, second]]
-    codings = np.asarray(context.models.encode(pair)).reshape(2, -1)
+    codings = context.models.coding(pair)
     weights = np.linspace(0.0, 1.0, steps)[:, None]
     path = (1 - weights) * codings[0] + weights * codings[1]
     decoded = np.clip(np.asarray(context.models.decode(path.astype(np.float32))), 0, 1)
@@ -126,7 +126,8 @@ def interpolation(context: PlotContext, steps: int = 9):
 def curve_groups(history: dict) -> list[tuple[str, list[str]]]:
     """Panels of the training curves: the loss, then any other metric with its val_ twin."""
     names = [key for key in history if not key.startswith("val_")
-             and key not in ("epoch", "epoch_seconds")]
+             and key not in ("epoch", "epoch_seconds")
+             and (key.endswith("loss") or len(set(history[key])) > 1)]  # constant β: no news
     names.sort(key=lambda key: key != "loss")
     return [(name, [key for key in (name, f"val_{name}") if key in history]) for name in names]
 
@@ -135,12 +136,15 @@ def training_curves(context: PlotContext):
     groups = curve_groups(context.history)
     if not groups:
         raise ValueError("the history has no losses")
-    epochs = context.history.get("epoch") or list(range(1, len(context.history["loss"]) + 1))
     figure, axes = plt.subplots(1, len(groups), squeeze=False,
                                 figsize=(4.2 * len(groups), 3.6))
     for panel, (name, keys) in zip(axes[0], groups, strict=True):
         for key in keys:
-            panel.plot(epochs, context.history[key], marker="o", markersize=3,
+            values = context.history[key]
+            epochs = context.history.get("epoch", [])
+            if len(epochs) != len(values):  # e.g. a greedy run's levels: epochs of their own
+                epochs = range(1, len(values) + 1)
+            panel.plot(epochs, values, marker="o", markersize=3,
                        label="validation" if key.startswith("val_") else "training")
         panel.set_xlabel("epoch")
         panel.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
@@ -153,8 +157,78 @@ def training_curves(context: PlotContext):
     return figure
 
 
+def samples(context: PlotContext, rows: int = 3, columns: int = 10):
+    images = context.models.generate(rows * columns, seed=context.seed)
+    figure, axes = plt.subplots(rows, columns, squeeze=False,
+                                figsize=(1.1 * columns, 1.1 * rows + 0.5))
+    for row in range(rows):
+        show_images(axes[row], images[row * columns:(row + 1) * columns])
+    kind = "pixel probabilities" if context.config.likelihood == "bernoulli" else "means"
+    figure.suptitle(f"{context.config.model}: decoded draws z ~ N(0, I) (seed "
+                    f"{context.seed}; {kind})")
+    figure.tight_layout()
+    return figure
+
+
+def latent_grid(context: PlotContext, size: int = 12):
+    """The decoder over a grid of the 2-D latent space at the prior's quantiles 5%..95%."""
+    from statistics import NormalDist
+
+    quantiles = [NormalDist().inv_cdf(p) for p in np.linspace(0.05, 0.95, size)]
+    grid = np.array([[x, y] for y in reversed(quantiles) for x in quantiles], np.float32)
+    images = context.models.decode(grid).reshape(size, size, 28, 28)
+    canvas = images.transpose(0, 2, 1, 3).reshape(size * 28, size * 28)
+    figure, axes = plt.subplots(figsize=(7.5, 7.5))
+    span = (quantiles[0], quantiles[-1])
+    axes.imshow(canvas, cmap="binary", vmin=0, vmax=1, interpolation="nearest",
+                extent=(span[0], span[1], span[0], span[1]))
+    axes.set_xlabel("z₁ (prior quantiles 5%–95%)")
+    axes.set_ylabel("z₂ (prior quantiles 5%–95%)")
+    axes.set_title(f"{context.config.model}: the decoder over the 2-D latent space")
+    figure.tight_layout()
+    return figure
+
+
+def denoising(context: PlotContext, count: int = 10):
+    from hml_vae.evaluation import corrupt_images
+
+    config = context.config
+    clean = context.images[:count]
+    noisy = corrupt_images(clean, config.noise, config.noise_stddev, config.dropout_rate,
+                           seed=config.seed)
+    denoised = np.asarray(context.models.reconstruct(noisy)).reshape(clean.shape)
+    names = [context.class_names[label] for label in context.labels[:count]]
+    what = (f"Gaussian noise σ={config.noise_stddev}" if config.noise == "gaussian"
+            else f"dropout rate {config.dropout_rate}")
+    return image_grid([("clean", clean), ("noisy", np.clip(noisy, 0, 1)),
+                       ("denoised", np.clip(denoised, 0, 1))], names,
+                      f"{config.model}: test images corrupted with {what}, then denoised")
+
+
+def sparsity(context: PlotContext):
+    codings = context.models.coding(context.images)
+    mean_activations = codings.mean(axis=0)  # per coding unit, over the test images
+    figure, axes = plt.subplots(figsize=(7, 4))
+    axes.hist(mean_activations, bins=40, range=(0, 1), color="tab:blue")
+    if context.config.sparsity == "kl":
+        axes.axvline(context.config.sparsity_target, color="tab:red", linestyle="--",
+                     label=f"target {context.config.sparsity_target}")
+        axes.legend()
+    axes.set_xlabel("mean activation of a coding unit over the test images")
+    axes.set_ylabel("coding units")
+    axes.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    axes.set_title(f"{context.config.model} ({context.config.sparsity} penalty): "
+                   f"{codings.shape[1]} units, overall mean {codings.mean():.3f}")
+    figure.tight_layout()
+    return figure
+
+
 def always(config: Config) -> bool:
     return True
+
+
+def is_vae(config: Config) -> bool:
+    return config.model in VAE_MODELS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,9 +240,14 @@ class FigureSpec:
 
 FIGURES = [
     FigureSpec("reconstructions.png", reconstructions),
+    FigureSpec("denoising.png", denoising, lambda config: config.model == "denoising"),
     FigureSpec("latent_map.png", latent_map),
+    FigureSpec("samples.png", samples, is_vae),
     FigureSpec("interpolation.png", interpolation),
+    FigureSpec("latent_grid.png", latent_grid,
+               lambda config: is_vae(config) and config.latent_dim == 2),
     FigureSpec("training_curves.png", training_curves),
+    FigureSpec("sparsity.png", sparsity, lambda config: config.model == "sparse"),
 ]
 
 

@@ -26,6 +26,7 @@ from hml_vae import data as data_lib
 from hml_vae.config import Config
 from hml_vae.evaluation import evaluate_autoencoder
 from hml_vae.models.autoencoders import PIXELS, AutoencoderModels, build_stacked, check_sizes
+from hml_vae.plots import plot_run
 from hml_vae.training import (
     HistoryWriter,
     check_finite_losses,
@@ -169,6 +170,25 @@ def summed_epoch_seconds(paths) -> float:
     return total
 
 
+def level_curves(level_paths: list[Path], history_path: Path) -> dict:
+    """One history for the training-curves figure: ``level_<n>_loss`` per level (and its
+    ``val_`` twin), then ``fine_tune_loss`` if the stack was fine-tuned."""
+    curves = {}
+    for level, path in enumerate(level_paths, start=1):
+        for key, values in json.loads(path.read_text()).items():
+            if key.endswith("loss"):
+                prefix = "val_" if key.startswith("val_") else ""
+                curves[f"{prefix}level_{level}_{key.removeprefix('val_')}"] = values
+    history = json.loads(history_path.read_text())
+    for key, values in history.items():
+        if key.endswith("loss"):
+            prefix = "val_" if key.startswith("val_") else ""
+            curves[f"{prefix}fine_tune_{key.removeprefix('val_')}"] = values
+    if history.get("epoch"):
+        curves["epoch"] = history["epoch"]
+    return curves
+
+
 def pretrain_and_evaluate(config: Config, run_dir: str | Path) -> dict:
     """Greedy layer-wise pretraining of ``(*config.hidden, config.latent_dim)``, stacking,
     optional fine-tuning, evaluation; writes an ordinary run directory atomically (built
@@ -222,5 +242,9 @@ def pretrain_and_evaluate(config: Config, run_dir: str | Path) -> dict:
         data_source=data.source,
     )
     write_json(work_dir / "metrics.json", metrics)
+    failures = plot_run(work_dir, config, models, data,
+                        level_curves(level_paths, history_path), metrics)
+    for name, why in failures.items():
+        print(f"warning: figure {name} could not be made: {why}", file=sys.stderr)
     work_dir.rename(run_dir)
     return metrics

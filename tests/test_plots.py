@@ -100,3 +100,53 @@ def test_plot_script_errors_for_runs_that_are_not_finished(finished_run, tmp_pat
         assert result.returncode != 0
         assert "Traceback" not in result.stderr
         assert message in result.stderr, result.stderr
+
+
+FAMILY_FIGURES = {
+    "stacked": AUTOENCODER_FIGURES,
+    "tied": AUTOENCODER_FIGURES,
+    "conv": AUTOENCODER_FIGURES,
+    "recurrent": AUTOENCODER_FIGURES,
+    "denoising": AUTOENCODER_FIGURES | {"denoising.png"},
+    "sparse": AUTOENCODER_FIGURES | {"sparsity.png"},
+    "vae": AUTOENCODER_FIGURES | {"samples.png"},
+    "conv_vae": AUTOENCODER_FIGURES | {"samples.png"},
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", sorted(FAMILY_FIGURES))
+def test_each_family_draws_its_figures(model, tmp_path):
+    run_dir = tmp_path / "run"
+    training.train_and_evaluate(make_config(model, "tiny", limit=400, epochs=1), run_dir)
+    assert figures_in(run_dir) == FAMILY_FIGURES[model]
+    report = (run_dir / "report.md").read_text()
+    assert referenced_figures(report) == FAMILY_FIGURES[model]
+    assert "could not be made" not in report
+
+
+@pytest.mark.slow
+def test_a_vae_with_a_2d_latent_space_draws_the_latent_grid(tmp_path):
+    run_dir = tmp_path / "run"
+    training.train_and_evaluate(make_config("vae", "tiny", limit=400, latent_dim=2), run_dir)
+    assert figures_in(run_dir) == AUTOENCODER_FIGURES | {"samples.png", "latent_grid.png"}
+    with Image.open(run_dir / "figures" / "latent_grid.png") as image:
+        assert min(image.size) >= 500  # 12 x 12 decoded images must stay legible
+
+
+@pytest.mark.slow
+def test_a_greedy_run_draws_its_level_curves(tmp_path):
+    from hml_vae.pretraining import pretrain_and_evaluate
+
+    run_dir = tmp_path / "run"
+    pretrain_and_evaluate(make_config("greedy", "tiny", limit=400), run_dir)
+    assert figures_in(run_dir) == AUTOENCODER_FIGURES
+    assert "could not be made" not in (run_dir / "report.md").read_text()
+
+
+def test_no_plots_writes_a_report_that_says_so(tmp_path):
+    run_dir = tmp_path / "run"
+    training.train_and_evaluate(
+        make_config("stacked", "tiny", limit=400, make_plots=False), run_dir)
+    assert not (run_dir / "figures").exists()
+    assert "--no-plots" in (run_dir / "report.md").read_text()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 
 import keras
+import numpy as np
 
 from hml_vae.layers import DenseTranspose, KLDivergenceRegularizer
 
@@ -44,6 +45,10 @@ class AutoencoderModels:
 
     def encode(self, images):
         return self.encoder.predict(images, verbose=0)
+
+    def coding(self, images) -> np.ndarray:
+        """The deterministic coding (N, coding size): the encoder's output."""
+        return np.asarray(self.encode(images)).reshape(len(images), -1)
 
     def decode(self, codings):
         return self.decoder.predict(codings, verbose=0)

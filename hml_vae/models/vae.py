@@ -106,6 +106,10 @@ class VAEModels:
         z_log_var = np.concatenate([np.asarray(log_var) for _, log_var in outputs])
         return z_mean, z_log_var
 
+    def coding(self, images, batch_size: int = 256) -> np.ndarray:
+        """The deterministic coding (N, latent_dim): the posterior mean."""
+        return self.encode(images, batch_size)[0]
+
     def decode(self, codings, batch_size: int = 256) -> np.ndarray:
         """Images (N, 28, 28) for codings: pixel probabilities (Bernoulli) or means."""
         codings = np.asarray(codings, np.float32)
