@@ -23,21 +23,11 @@ from hml_vae.config import PRESETS, STRATEGIES, make_config  # noqa: E402
 from hml_vae.data import BINARIZATIONS, DATASETS  # noqa: E402
 
 
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value}")
-    return value
-
-
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--codings", type=cli.int_list,
                         help="coding size of each level, e.g. 100,30 (default: 100,30)")
-    parser.add_argument("--fine-tune-epochs", type=non_negative_int,
+    parser.add_argument("--fine-tune-epochs", type=cli.non_negative_int,
                         help="epochs of end-to-end training after stacking (default: 0)")
     parser.add_argument("--preset", default="default", choices=PRESETS,
                         help="default: HOML's stacked recipe per level; tiny: seconds on a CPU")
