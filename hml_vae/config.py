@@ -118,7 +118,7 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
 def _check_positive(name: str, value: float | None, allow_none: bool = False) -> None:
     if value is None and allow_none:
         return
-    if value is None or value <= 0:
+    if value is None or not value > 0:  # "not >" also rejects NaN
         raise ValueError(f"{name} must be a positive number, got {value!r}.")
 
 
