@@ -3,6 +3,7 @@
     python scripts/check_savedmodel.py saved_models/fashion_vae/1
     python scripts/check_savedmodel.py saved_models/fashion_vae            # highest version
     python scripts/check_savedmodel.py saved_models/fashion_vae/1 --run runs/vae --count 16
+    python scripts/check_savedmodel.py saved_models/*/                     # several models
 
 Loads PATH with tf.saved_model.load (no hml_vae layers needed), prints the signatures as
 `saved_model_cli show --dir PATH --all` lists them and each signature's input and output
@@ -25,10 +26,11 @@ from hml_vae.errors import RunError  # noqa: E402
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("path", help="a SavedModel version directory, or a model directory "
-                        "(its highest version is checked)")
+    parser.add_argument("paths", nargs="+", metavar="PATH",
+                        help="a SavedModel version directory, or a model directory (its "
+                        "highest version is checked); several are checked in turn")
     parser.add_argument("--run", help="run directory to compare with (default: the one "
-                        "recorded at export time, if it still exists)")
+                        "recorded at export time, if it still exists); one PATH only")
     parser.add_argument("--count", type=cli.positive_int, default=8,
                         help="test images to run through each signature (default: 8)")
     parser.add_argument("--data-dir", help="directory with the IDX files (default: the "
@@ -66,21 +68,40 @@ def describe_loaded(loaded) -> list[str]:
 
 
 def sample_images(config, count: int, data_dir: str | None):
-    """The first ``count`` test images of the run's data set (as it was evaluated)."""
+    """The first ``count`` test images of the run's data set, binarized as the run's."""
     from hml_vae import data as data_lib
 
     name = config.dataset if config else "fashion_mnist"
     binarize = config.binarize if config else "none"
     seed = config.seed if config else 42
     data_dir = data_dir or (config.data_dir if config else None)
-    dataset = data_lib.load_dataset(name, data_dir, None, binarize, seed)
+    # A limit whose test split holds ``count`` images (10,000 test per 55,000 training):
+    # binarizing the whole test set would cost more than the check.
+    limit = min(data_lib.TRAIN_SIZE, count * 6)
+    dataset = data_lib.load_dataset(name, data_dir, limit, binarize, seed)
     return dataset.test.images[:count]
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    path = resolve_savedmodel(Path(args.path))
+    if args.run and len(args.paths) > 1:
+        raise ValueError(f"--run names the run of one SavedModel, got {len(args.paths)} "
+                         f"paths; check them one by one, or leave out --run.")
+    paths = [resolve_savedmodel(Path(path)) for path in args.paths]  # all, before loading
+    for index, path in enumerate(paths):
+        if index:
+            print("\n" + "=" * 80 + "\n")
+        check(path, args.run, args.count, args.data_dir)
+    if len(paths) > 1:
+        print(f"\nall {len(paths)} SavedModels match their Keras models")
 
+
+def check(path: Path, run_dir: str | None, count: int, data_dir: str | None) -> None:
+    """Prints ``path``'s signatures, runs them and compares them with the run's models.
+
+    Raises:
+        RunError: an output differs from the Keras model's beyond the tolerance.
+    """
     import numpy as np
     import tensorflow as tf
 
@@ -95,14 +116,15 @@ def main(argv=None) -> None:
         print(f"  {line}")
 
     metadata = export.read_metadata(path) or {}
-    run_dir = args.run or metadata.get("run_dir")
+    given = run_dir
+    run_dir = run_dir or metadata.get("run_dir")
     run = None
     if run_dir and Path(run_dir).exists():
         run = load_run(run_dir)
-    elif args.run:
-        raise RunError(f"{args.run} does not exist; pass the run the model was exported from.")
+    elif given:
+        raise RunError(f"{given} does not exist; pass the run the model was exported from.")
     images = export.check_request_images(
-        sample_images(run.config if run else None, args.count, args.data_dir))
+        sample_images(run.config if run else None, count, data_dir))
 
     if run is None:
         print(f"\nNo run to compare with (recorded: {run_dir}); running each signature on "
