@@ -21,9 +21,12 @@ generate (VAE) ``count`` int32 (), ``seed`` int64 ``images`` (count, 28, 28) and
 ============== ================================== =========================================
 
 Images are float32 pixels in [0, 1] of shape (batch, 28, 28) only: no (batch, 784), no
-(batch, 28, 28, 1), no uint8 (TF Serving rejects them; :func:`check_request_images` says
-how to convert). Everything is deterministic: a VAE reconstructs from the posterior mean,
-and its decoder outputs are pixel probabilities (Bernoulli decoders: the sigmoid of the
+(batch, 28, 28, 1), no uint8 0-255. The signatures check shape and range in the graph
+(TF Serving does not check a request against the signature), so such requests fail with
+a message saying what is expected; :func:`check_request_images` checks them client-side.
+
+Everything is deterministic: a VAE reconstructs from the posterior mean, and its decoder
+outputs are pixel probabilities (Bernoulli decoders: the sigmoid of the
 logits the Keras decoder returns) or means (Gaussian decoders), in [0, 1] for Bernoulli.
 Autoencoder outputs are the models' linear outputs, not clipped to [0, 1].
 
@@ -285,6 +288,31 @@ def _decoder_outputs_to_images(models):
     return tf.identity
 
 
+def checked_images(images):
+    """``images`` after in-graph checks of their shape and range.
+
+    TF Serving feeds a request to the signature without checking it against the signature's
+    shape (a (batch, 784) request would reach a dense encoder's Flatten and "work"), and it
+    converts JSON integers 0-255 to float without scaling. These checks make such requests
+    fail with a message saying what is expected.
+    """
+    import tensorflow as tf
+
+    shape = tf.shape(images)
+    padded = tf.concat([shape, tf.zeros([3], tf.int32)], axis=0)  # safe to slice any rank
+    shape_ok = tf.logical_and(tf.equal(tf.size(shape), 3),
+                              tf.reduce_all(tf.equal(padded[1:3], IMAGE_SHAPE)))
+    checks = [tf.debugging.Assert(shape_ok, [
+        "images must be float32 of shape (batch, 28, 28); got shape", shape])]
+    with tf.control_dependencies(checks):  # the range check needs a valid shape first
+        range_ok = tf.logical_and(tf.reduce_all(images >= 0.0), tf.reduce_all(images <= 1.0))
+        checks.append(tf.debugging.Assert(range_ok, [
+            "images must be pixel values in [0, 1] (divide 0-255 pixels by 255); got min",
+            tf.reduce_min(images), "max", tf.reduce_max(images)]))
+    with tf.control_dependencies(checks):
+        return tf.identity(images)
+
+
 def signature_functions(models) -> dict[str, tuple[Callable, list]]:
     """Per signature name: the function (returning a dict of named outputs) and its input
     signature (named ``tf.TensorSpec``), for an :class:`AutoencoderModels` or
@@ -299,10 +327,11 @@ def signature_functions(models) -> dict[str, tuple[Callable, list]]:
         codings_spec = tf.TensorSpec((None, latent), tf.float32, name="coding")
 
         def reconstruct(images):
-            return {"reconstruction": models.autoencoder(images, training=False)}
+            return {"reconstruction": models.autoencoder(checked_images(images),
+                                                         training=False)}
 
         def encode(images):
-            return {"coding": models.encoder(images, training=False)}
+            return {"coding": models.encoder(checked_images(images), training=False)}
 
         def decode(coding):
             return {"images": models.decoder(coding, training=False)}
@@ -317,11 +346,11 @@ def signature_functions(models) -> dict[str, tuple[Callable, list]]:
     decoder = models.decoder
 
     def vae_reconstruct(images):
-        z_mean, _ = posterior(images, training=False)
+        z_mean, _ = posterior(checked_images(images), training=False)
         return {"reconstruction": to_images(decoder(z_mean, training=False))}
 
     def vae_encode(images):
-        z_mean, z_log_var = posterior(images, training=False)
+        z_mean, z_log_var = posterior(checked_images(images), training=False)
         return {"z_mean": z_mean, "z_log_var": z_log_var}
 
     def vae_decode(z):

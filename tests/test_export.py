@@ -315,3 +315,19 @@ def test_models_config_is_a_valid_model_server_config(tmp_path):
     assert entries["vae"].base_path == "/models/vae"
     assert entries["stacked"].base_path == "/srv/models/stacked"
     assert entries["stacked"].model_platform == "tensorflow"
+
+
+def test_signature_graphs_check_request_shape_and_range():
+    # TF Serving feeds a request to the graph without checking it against the signature's
+    # shape (C++ sessions do not), so the signatures check in the graph. Traced here with an
+    # unknown shape, as the fed placeholder behaves at run time.
+    check = tf.function(export.checked_images,
+                        input_signature=[tf.TensorSpec(None, tf.float32)])
+    for wrong in (tf.zeros((2, 784)), tf.zeros((2, 28, 28, 1)), tf.zeros((784,)),
+                  tf.zeros((2, 28, 27))):
+        with pytest.raises(tf.errors.InvalidArgumentError,
+                           match=r"float32 of shape \(batch, 28, 28\); got shape"):
+            check(wrong)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"in \[0, 1\].*by 255"):
+        check(tf.fill((1, 28, 28), 255.0))
+    assert check(tf.zeros((2, 28, 28))).shape == (2, 28, 28)
