@@ -313,6 +313,19 @@ def checked_images(images):
         return tf.identity(images)
 
 
+def checked_codings(codings, latent: int):
+    """``codings`` after an in-graph check that they are (batch, ``latent``)."""
+    import tensorflow as tf
+
+    shape = tf.shape(codings)
+    padded = tf.concat([shape, tf.zeros([2], tf.int32)], axis=0)
+    shape_ok = tf.logical_and(tf.equal(tf.size(shape), 2), tf.equal(padded[1], latent))
+    check = tf.debugging.Assert(shape_ok, [
+        f"latent codes must be float32 of shape (batch, {latent}); got shape", shape])
+    with tf.control_dependencies([check]):
+        return tf.identity(codings)
+
+
 def signature_functions(models) -> dict[str, tuple[Callable, list]]:
     """Per signature name: the function (returning a dict of named outputs) and its input
     signature (named ``tf.TensorSpec``), for an :class:`AutoencoderModels` or
@@ -334,7 +347,7 @@ def signature_functions(models) -> dict[str, tuple[Callable, list]]:
             return {"coding": models.encoder(checked_images(images), training=False)}
 
         def decode(coding):
-            return {"images": models.decoder(coding, training=False)}
+            return {"images": models.decoder(checked_codings(coding, latent), training=False)}
 
         return {
             "serving_default": (reconstruct, [images_spec]),
@@ -354,7 +367,7 @@ def signature_functions(models) -> dict[str, tuple[Callable, list]]:
         return {"z_mean": z_mean, "z_log_var": z_log_var}
 
     def vae_decode(z):
-        return {"images": to_images(decoder(z, training=False))}
+        return {"images": to_images(decoder(checked_codings(z, latent), training=False))}
 
     def generate(count, seed):
         checks = [
@@ -446,20 +459,25 @@ def export_run(run_dir: str | Path, name: str, base: str | Path = "saved_models"
     check_name(name)
     run = load_run(run_dir)  # RunError before anything is created
     base = Path(base)
+    created = not (base / name).exists()
     model_dir = prepare_model_dir(base, name)
-    remove_stale_temporaries(model_dir)
-    version = check_version(next_version(model_dir) if version is None else version,
-                            model_dir, overwrite)
-    models = run.load_models()
-    archive = build_archive(models)
-    metadata = export_metadata(run, version)
+    try:
+        remove_stale_temporaries(model_dir)
+        version = check_version(next_version(model_dir) if version is None else version,
+                                model_dir, overwrite)
+        archive = build_archive(run.load_models())
+        metadata = export_metadata(run, version)
 
-    def write(directory: Path) -> None:
-        archive.write_out(str(directory), verbose=False)
-        (directory / METADATA_FILE).parent.mkdir(exist_ok=True)
-        (directory / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+        def write(directory: Path) -> None:
+            archive.write_out(str(directory), verbose=False)
+            (directory / METADATA_FILE).parent.mkdir(exist_ok=True)
+            (directory / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
 
-    path = write_atomically(model_dir, version, write, overwrite)
+        path = write_atomically(model_dir, version, write, overwrite)
+    except BaseException:
+        if created and not any(model_dir.iterdir()):
+            model_dir.rmdir()  # leave saved_models as it was: no empty model directory
+        raise
     config_path = write_models_config(base, name, serving_base) if models_config else None
     return ExportResult(path, version, config_path)
 

@@ -218,6 +218,9 @@ def test_interrupted_export_leaves_no_version_directory(stacked_run, tmp_path, m
     with pytest.raises(SimulatedCrash):
         export.export_run(stacked_run, "stacked", base)
     assert sorted(child.name for child in (base / "stacked").iterdir()) == ["1"]
+    with pytest.raises(SimulatedCrash):  # the first version of a new name: no empty dir
+        export.export_run(stacked_run, "other", base)
+    assert sorted(child.name for child in base.iterdir()) == ["stacked"]
 
 
 def test_temporaries_of_dead_exports_are_removed(stacked_run, tmp_path):
@@ -331,3 +334,8 @@ def test_signature_graphs_check_request_shape_and_range():
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"in \[0, 1\].*by 255"):
         check(tf.fill((1, 28, 28), 255.0))
     assert check(tf.zeros((2, 28, 28))).shape == (2, 28, 28)
+    check_codings = tf.function(lambda codings: export.checked_codings(codings, 4),
+                                input_signature=[tf.TensorSpec(None, tf.float32)])
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"shape \(batch, 4\)"):
+        check_codings(tf.zeros((2, 5)))
+    assert check_codings(tf.zeros((2, 4))).shape == (2, 4)
