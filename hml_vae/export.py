@@ -527,16 +527,24 @@ def keras_reference(models, signature_name: str, images: np.ndarray, codings: np
                     exported: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """What the run's Keras models give for what a signature was given.
 
-    For ``generate`` the reference decodes the prior draws ``z`` the signature returned
-    (the draws themselves come from TensorFlow's stateless generator, not NumPy's).
+    VAEs go through the bundle's deterministic API (posterior mean; decoder outputs made
+    probabilities). Autoencoders' models are called directly, as ``predict`` would but
+    without tracing a function per call. For ``generate`` the reference decodes the prior
+    draws ``z`` the signature returned (they come from TensorFlow's stateless generator,
+    not NumPy's).
     """
+    if not is_vae(models):
+        model, argument, key = {
+            "serving_default": (models.autoencoder, images, "reconstruction"),
+            "encode": (models.encoder, images, "coding"),
+            "decode": (models.decoder, codings, "images"),
+        }[signature_name]
+        return {key: np.asarray(model(argument, training=False))}
     if signature_name == "serving_default":
         return {"reconstruction": models.reconstruct(images)}
     if signature_name == "encode":
-        if is_vae(models):
-            z_mean, z_log_var = models.encode(images)
-            return {"z_mean": z_mean, "z_log_var": z_log_var}
-        return {"coding": models.encode(images)}
+        z_mean, z_log_var = models.encode(images)
+        return {"z_mean": z_mean, "z_log_var": z_log_var}
     if signature_name == "decode":
         return {"images": models.decode(codings)}
     if signature_name == "generate":
@@ -603,8 +611,9 @@ def verify_savedmodel(loaded, models, images: np.ndarray) -> dict[str, dict[str,
 
 def sample_codings(models, images: np.ndarray) -> np.ndarray:
     """Latent codes to test ``decode`` with: the codes of ``images`` (posterior means)."""
-    codes = models.encode(images)
-    return np.asarray(codes[0] if is_vae(models) else codes, np.float32)
+    if is_vae(models):
+        return np.asarray(models.encode(images)[0], np.float32)
+    return np.asarray(models.encoder(images, training=False), np.float32)
 
 
 def format_shape(tensor_shape) -> str:

@@ -15,6 +15,7 @@ time) to within atol 1e-5 + rtol 1e-4. Exit code 0 only when every signature mat
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
@@ -69,17 +70,20 @@ def describe_loaded(loaded) -> list[str]:
 
 def sample_images(config, count: int, data_dir: str | None):
     """The first ``count`` test images of the run's data set, binarized as the run's."""
+    if config is None:
+        return _test_images("fashion_mnist", data_dir, "none", 42, count)
+    return _test_images(config.dataset, data_dir or config.data_dir, config.binarize,
+                        config.seed, count)
+
+
+@functools.lru_cache(maxsize=8)  # several SavedModels of runs on the same data
+def _test_images(name: str, data_dir: str | None, binarize: str, seed: int, count: int):
     from hml_vae import data as data_lib
 
-    name = config.dataset if config else "fashion_mnist"
-    binarize = config.binarize if config else "none"
-    seed = config.seed if config else 42
-    data_dir = data_dir or (config.data_dir if config else None)
     # A limit whose test split holds ``count`` images (10,000 test per 55,000 training):
     # binarizing the whole test set would cost more than the check.
     limit = min(data_lib.TRAIN_SIZE, count * 6)
-    dataset = data_lib.load_dataset(name, data_dir, limit, binarize, seed)
-    return dataset.test.images[:count]
+    return data_lib.load_dataset(name, data_dir, limit, binarize, seed).test.images[:count]
 
 
 def main(argv=None) -> None:
