@@ -170,10 +170,18 @@ def write_atomically(model_dir: Path, version: int, write: Callable[[Path], None
             if not overwrite:  # someone wrote this version while we were exporting
                 raise ValueError(f"{final} appeared during the export; nothing was changed. "
                                  f"Export again to get the next free version.")
+            # Swap with two renames, so the version is missing only between them; the old
+            # one is deleted after the new one is in place.
             replaced = model_dir / f"{TEMPORARY_PREFIX}replaced-{version}-{os.getpid()}"
             final.rename(replaced)
-            shutil.rmtree(replaced)
-        temporary.rename(final)
+            try:
+                temporary.rename(final)
+            except BaseException:
+                replaced.rename(final)  # put the old version back
+                raise
+            shutil.rmtree(replaced, ignore_errors=True)
+        else:
+            temporary.rename(final)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise

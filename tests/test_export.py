@@ -124,6 +124,7 @@ def test_tfsm_layer_round_trip(vae_export, vae_run):
                                atol=export.ATOL, rtol=export.RTOL)
 
 
+@pytest.mark.slow
 def test_saved_model_cli_lists_serving_default_with_named_inputs(vae_export):
     cli = Path(sys.executable).parent / "saved_model_cli"
     command = ([str(cli)] if cli.exists()
@@ -156,6 +157,7 @@ def family_exports(tmp_path_factory):
             for model in MODELS}
 
 
+@pytest.mark.slow
 def test_every_family_runs_in_a_fresh_process_and_matches_keras(vae_export, family_exports):
     # One check_savedmodel.py process (one TensorFlow start-up) for the trained VAE and an
     # untrained model of every family: each is loaded with tf.saved_model.load and every
@@ -268,6 +270,7 @@ def test_unwritable_base_is_refused(stacked_run, tmp_path):
             export.export_run(stacked_run, "stacked", read_only)
 
 
+@pytest.mark.slow
 def test_export_script_errors_and_success(stacked_run, tmp_path):
     base = tmp_path / "saved_models"
     bad_name = run_script("export.py", stacked_run, "--name", "a b", "--base", base)
