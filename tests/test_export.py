@@ -342,3 +342,23 @@ def test_signature_graphs_check_request_shape_and_range():
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"shape \(batch, 4\)"):
         check_codings(tf.zeros((2, 5)))
     assert check_codings(tf.zeros((2, 4))).shape == (2, 4)
+
+
+def test_write_atomically_replaces_only_when_complete(tmp_path):
+    def writer(text, fail=False):
+        def write(directory):
+            directory.mkdir()
+            (directory / "saved_model.pb").write_text(text)
+            if fail:
+                raise SimulatedCrash("killed while writing")
+        return write
+
+    path = export.write_atomically(tmp_path, 1, writer("first"))
+    with pytest.raises(SimulatedCrash):
+        export.write_atomically(tmp_path, 1, writer("second", fail=True), overwrite=True)
+    assert (path / "saved_model.pb").read_text() == "first"
+    with pytest.raises(ValueError, match="appeared during the export"):
+        export.write_atomically(tmp_path, 1, writer("third"))
+    export.write_atomically(tmp_path, 1, writer("fourth"), overwrite=True)
+    assert (path / "saved_model.pb").read_text() == "fourth"
+    assert [child.name for child in tmp_path.iterdir()] == ["1"]
