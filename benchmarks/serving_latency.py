@@ -1,0 +1,183 @@
+"""Benchmark: latency of an exported model's ``serving_default`` signature, loaded with
+tf.saved_model.load (what TF Serving runs, minus its network and batching layers), for a
+batch of 1 and of 256 images: median and 99th percentile. A measurement, not a test.
+
+    python benchmarks/serving_latency.py                                   # stacked, vae
+    python benchmarks/serving_latency.py --models stacked,conv,vae,conv_vae --repeats 1000
+    python benchmarks/serving_latency.py --savedmodel saved_models/fashion_vae/1
+    python benchmarks/serving_latency.py --repeats 200 --stem serving_latency_short  # short
+
+Without --savedmodel, each model family is trained with its ``default`` preset (HOML's
+architecture) for one epoch on the first --limit images, exported into a temporary
+directory and timed: latency depends on the architecture, not on how well it is trained.
+Protocol: --warmup calls first (tracing, allocations), then --repeats timed calls per
+batch size on Fashion-MNIST test images, one call at a time (no concurrency). Writes
+benchmarks/results/STEM.json and STEM.md with the machine description.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from any checkout
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from hml_vae import cli  # noqa: E402
+from hml_vae.config import MODELS, make_config  # noqa: E402
+
+BATCH_SIZES = (1, 256)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", default="stacked,vae",
+                        help=f"comma-separated families to train and export (from: "
+                        f"{', '.join(MODELS)}; default: stacked,vae)")
+    parser.add_argument("--savedmodel", help="time this SavedModel instead of training")
+    parser.add_argument("--limit", type=cli.positive_int, default=1000,
+                        help="training images for the one-epoch runs (default: 1000)")
+    parser.add_argument("--repeats", type=cli.positive_int, default=500,
+                        help="timed calls per batch size (default: 500)")
+    parser.add_argument("--warmup", type=cli.positive_int, default=20,
+                        help="untimed calls first (default: 20)")
+    parser.add_argument("--results-dir", default=str(ROOT / "benchmarks" / "results"))
+    parser.add_argument("--stem", default="serving_latency",
+                        help="file name of the results, without suffix")
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.models.split(",")) - set(MODELS))
+    if unknown:
+        parser.error(f"unknown models {unknown}; expected some of {', '.join(MODELS)}")
+    return args
+
+
+def percentile(values: list[float], share: float) -> float:
+    """The ``share`` (0-100) percentile, linearly interpolated (NumPy's default)."""
+    import numpy as np
+
+    return float(np.percentile(values, share))
+
+
+def time_calls(function, inputs, warmup: int, repeats: int) -> list[float]:
+    """Seconds of each of ``repeats`` calls of ``function(**inputs)`` after ``warmup``;
+    the outputs are fetched to NumPy so that the timing covers the whole computation."""
+    for _ in range(warmup):
+        function(**inputs)
+    seconds = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        outputs = function(**inputs)
+        for value in outputs.values():
+            value.numpy()
+        seconds.append(time.perf_counter() - started)
+    return seconds
+
+
+def measure(savedmodel: Path, images, warmup: int, repeats: int) -> list[dict]:
+    """Latency rows (batch size, median, p99, mean in ms; images per second) of one
+    SavedModel's serving_default."""
+    import tensorflow as tf
+
+    started = time.perf_counter()
+    serving_default = tf.saved_model.load(str(savedmodel)).signatures["serving_default"]
+    load_seconds = time.perf_counter() - started
+    rows = []
+    for batch_size in BATCH_SIZES:
+        batch = tf.constant(images[:batch_size])
+        seconds = time_calls(serving_default, {"images": batch}, warmup, repeats)
+        median = statistics.median(seconds)
+        rows.append({
+            "batch_size": batch_size,
+            "median_ms": 1000 * median,
+            "p99_ms": 1000 * percentile(seconds, 99),
+            "mean_ms": 1000 * statistics.fmean(seconds),
+            "images_per_second": batch_size / median,
+            "repeats": repeats,
+            "load_seconds": load_seconds,
+        })
+    return rows
+
+
+def export_trained(model: str, limit: int, directory: Path) -> Path:
+    """Trains ``model`` (default preset, one epoch on ``limit`` images) and exports it."""
+    from hml_vae.export import export_run
+    from hml_vae.pretraining import pretrain_and_evaluate
+    from hml_vae.training import train_and_evaluate
+
+    config = make_config(model, "default", limit=limit, epochs=1, make_plots=False,
+                         iwae_samples=8)
+    train = pretrain_and_evaluate if model == "greedy" else train_and_evaluate
+    train(config, directory / "runs" / model)
+    return export_run(directory / "runs" / model, model, directory / "saved_models").path
+
+
+def to_markdown(report: dict) -> str:
+    machine = report["machine"]
+    lines = [
+        "# Serving latency: `serving_default` via `tf.saved_model.load`",
+        "",
+        f"Machine: {machine['cpu']}, {machine['cpu_count']} CPUs, TensorFlow "
+        f"{machine['tensorflow']}, Keras {machine['keras']}, {machine['gpus']} GPUs; load "
+        f"average at start {report['load_average']} (a shared machine: compare rows of one "
+        f"run, not runs).",
+        f"Protocol: {report['warmup']} warm-up calls, then {report['repeats']} timed calls "
+        f"per batch size, one at a time, outputs fetched to NumPy; Fashion-MNIST test "
+        f"images (float32, (batch, 28, 28)). {report['models_note']}",
+        "",
+        "| model | batch | median ms | p99 ms | mean ms | images/s | median ms per image |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, rows in report["results"].items():
+        for row in rows:
+            lines.append(
+                f"| {name} | {row['batch_size']} | {row['median_ms']:.3f} | "
+                f"{row['p99_ms']:.3f} | {row['mean_ms']:.3f} | "
+                f"{row['images_per_second']:.0f} | "
+                f"{row['median_ms'] / row['batch_size']:.4f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    import keras
+    from vae_likelihood import machine_description  # benchmarks/vae_likelihood.py
+
+    from hml_vae import data as data_lib
+
+    keras.utils.set_random_seed(0)
+    images = data_lib.load_dataset("fashion_mnist", limit=max(BATCH_SIZES) * 6).test.images
+    load_average = [round(value, 2) for value in os.getloadavg()]
+    results = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        if args.savedmodel:
+            targets = {args.savedmodel: Path(args.savedmodel)}
+            note = f"SavedModel {args.savedmodel}."
+        else:
+            targets = {model: export_trained(model, args.limit, Path(scratch))
+                       for model in args.models.split(",")}
+            note = (f"Models: each family's default preset (HOML's architecture), trained "
+                    f"one epoch on {args.limit} images (latency does not depend on training).")
+        for name, path in targets.items():
+            results[name] = measure(path, images, args.warmup, args.repeats)
+            for row in results[name]:
+                print(f"{name} batch {row['batch_size']}: median {row['median_ms']:.3f} ms, "
+                      f"p99 {row['p99_ms']:.3f} ms", file=sys.stderr)
+    report = {"machine": machine_description(), "load_average": load_average,
+              "warmup": args.warmup, "repeats": args.repeats, "models_note": note,
+              "results": results}
+    results_dir = Path(args.results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    (results_dir / f"{args.stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (results_dir / f"{args.stem}.md").write_text(to_markdown(report))
+    print(to_markdown(report))
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run_main(main))

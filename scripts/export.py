@@ -1,0 +1,63 @@
+"""Export a finished run as a versioned SavedModel for TensorFlow Serving.
+
+    python scripts/export.py runs/vae --name fashion_vae
+    python scripts/export.py runs/vae --name fashion_vae --base saved_models --version 3
+    python scripts/export.py runs/vae --name fashion_vae --version 3 --overwrite
+    python scripts/export.py runs/stacked --name stacked --models-config
+
+Writes saved_models/NAME/VERSION/ (the next free integer version by default) through a
+hidden temporary directory renamed into place when complete, so TF Serving never loads
+half a model. Signatures: serving_default (images -> reconstruction), encode, decode and,
+for VAEs, generate; see hml_vae/export.py and the README. --models-config adds or
+updates NAME in BASE/models.config, TF Serving's file for serving several models.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from any checkout
+
+from hml_vae import cli  # noqa: E402
+from hml_vae.runs import check_finished  # noqa: E402
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("run_dir", help="a finished run directory written by scripts/train.py")
+    parser.add_argument("--name", required=True,
+                        help="served model name (/v1/models/NAME): letters, digits, . _ -")
+    parser.add_argument("--base", default="saved_models",
+                        help="directory of served models (default: saved_models)")
+    parser.add_argument("--version", type=cli.positive_int,
+                        help="integer version to write (default: the next free one)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace --version if it exists (default: refuse)")
+    parser.add_argument("--models-config", action="store_true",
+                        help="add or update NAME in BASE/models.config")
+    parser.add_argument("--serving-base", default="/models",
+                        help="where the server sees BASE, for models.config base_path "
+                        "(default: /models, the Docker image's)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    from hml_vae.export import check_name  # no TensorFlow: fail fast on bad input
+
+    check_name(args.name)
+    check_finished(args.run_dir)
+
+    from hml_vae.export import export_run  # imports TensorFlow: after validation
+
+    result = export_run(args.run_dir, args.name, args.base, args.version, args.overwrite,
+                        args.models_config, args.serving_base)
+    print(f"exported {args.run_dir} as {args.name} version {result.version}: {result.path}")
+    if result.models_config:
+        print(f"model config: {result.models_config}")
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run_main(main))

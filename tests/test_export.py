@@ -1,0 +1,364 @@
+"""Tests of hml_vae.export, scripts/export.py and scripts/check_savedmodel.py."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import run_script
+from export_helpers import sample_images, write_untrained_run
+
+from hml_vae import export
+from hml_vae.config import MODELS, make_config
+from hml_vae.errors import RunError
+from hml_vae.runs import incomplete_dir, load_run
+from hml_vae.training import train_and_evaluate
+
+VAE_SIGNATURES = {"serving_default", "encode", "decode", "generate"}
+AUTOENCODER_SIGNATURES = {"serving_default", "encode", "decode"}
+
+
+@pytest.fixture(scope="module")
+def vae_run(tmp_path_factory):
+    """A trained tiny VAE run (600 images, one epoch)."""
+    run_dir = tmp_path_factory.mktemp("vae") / "run"
+    train_and_evaluate(make_config("vae", "tiny", limit=600, epochs=1, make_plots=False),
+                       run_dir)
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def vae_export(vae_run, tmp_path_factory):
+    """The VAE run exported as ``fashion_vae`` version 1."""
+    return export.export_run(vae_run, "fashion_vae", tmp_path_factory.mktemp("saved"))
+
+
+@pytest.fixture(scope="module")
+def vae_loaded(vae_export):
+    return tf.saved_model.load(str(vae_export.path))
+
+
+@pytest.fixture
+def stacked_run(tmp_path):
+    return write_untrained_run("stacked", tmp_path / "stacked")
+
+
+# --- Signatures: names, dtypes, shapes, values ----------------------------------------------
+
+
+def test_signature_and_tensor_names(vae_loaded, vae_export):
+    signatures = vae_loaded.signatures
+    assert set(signatures) == VAE_SIGNATURES
+
+    def keys(name):
+        function = signatures[name]
+        return (sorted(function.structured_input_signature[1]),
+                sorted(function.structured_outputs))
+
+    assert keys("serving_default") == (["images"], ["reconstruction"])
+    assert keys("encode") == (["images"], ["z_log_var", "z_mean"])
+    assert keys("decode") == (["z"], ["images"])
+    assert keys("generate") == (["count", "seed"], ["images", "z"])
+    images_spec = signatures["serving_default"].structured_input_signature[1]["images"]
+    assert (images_spec.dtype, images_spec.shape.as_list()) == (tf.float32, [None, 28, 28])
+    generate_inputs = signatures["generate"].structured_input_signature[1]
+    assert (generate_inputs["count"].dtype, generate_inputs["seed"].dtype) == (tf.int32,
+                                                                               tf.int64)
+    listing = export.describe_signatures(vae_export.path)
+    assert "name: serving_default_images:0" in listing  # TF Serving's tensor name
+
+
+def test_vae_outputs_are_deterministic_probabilities(vae_loaded, vae_run):
+    images = export.check_request_images(sample_images(4))
+    first = export.run_signature(vae_loaded, "serving_default", {"images": images})
+    second = export.run_signature(vae_loaded, "serving_default", {"images": images})
+    np.testing.assert_array_equal(first["reconstruction"], second["reconstruction"])
+    # Bernoulli decoder: probabilities, not logits.
+    assert 0 <= first["reconstruction"].min() and first["reconstruction"].max() <= 1
+    models = load_run(vae_run).load_models()
+    np.testing.assert_allclose(first["reconstruction"], models.reconstruct(images),
+                               atol=export.ATOL, rtol=export.RTOL)
+
+
+def test_generate_is_seeded_and_checks_its_count(vae_loaded):
+    generate = vae_loaded.signatures["generate"]
+    first = generate(count=np.int32(3), seed=np.int64(7))
+    again = generate(count=np.int32(3), seed=np.int64(7))
+    other = generate(count=np.int32(3), seed=np.int64(8))
+    assert first["images"].shape == (3, 28, 28)
+    np.testing.assert_array_equal(first["images"], again["images"])
+    assert not np.allclose(first["z"], other["z"])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="count must be >= 1"):
+        generate(count=np.int32(0), seed=np.int64(7))
+
+
+def test_wrong_request_shape_names_the_expected_shape(vae_loaded):
+    with pytest.raises(TypeError, match=r"shape=\(None, 28, 28\)"):
+        vae_loaded.signatures["serving_default"](images=np.zeros((2, 784), np.float32))
+    with pytest.raises(ValueError, match=r"\(batch, 28, 28\)"):
+        export.check_request_images(np.zeros((2, 784), np.float32))
+    with pytest.raises(ValueError, match="uint8.*/ 255"):
+        export.check_request_images(np.zeros((2, 28, 28), np.uint8))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        export.check_request_images(np.full((1, 28, 28), 255.0))
+    assert export.check_request_images(np.zeros((28, 28))).shape == (1, 28, 28)
+
+
+def test_tfsm_layer_round_trip(vae_export, vae_run):
+    images = sample_images(4)
+    models = load_run(vae_run).load_models()
+    layer = keras.layers.TFSMLayer(str(vae_export.path), call_endpoint="serving_default")
+    inputs = keras.Input((28, 28), name="images")
+    outputs = layer(inputs)["reconstruction"]
+    wrapped = keras.Model(inputs, outputs)
+    np.testing.assert_allclose(wrapped.predict(images, verbose=0), models.reconstruct(images),
+                               atol=export.ATOL, rtol=export.RTOL)
+    encoder = keras.layers.TFSMLayer(str(vae_export.path), call_endpoint="encode")
+    np.testing.assert_allclose(encoder(images)["z_mean"], models.encode(images)[0],
+                               atol=export.ATOL, rtol=export.RTOL)
+
+
+@pytest.mark.slow
+def test_saved_model_cli_lists_serving_default_with_named_inputs(vae_export):
+    cli = Path(sys.executable).parent / "saved_model_cli"
+    command = ([str(cli)] if cli.exists()
+               else [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"])
+    result = subprocess.run(
+        [*command, "show", "--dir", str(vae_export.path), "--all"],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert result.returncode == 0, result.stderr
+    shown = result.stdout
+    assert "signature_def['serving_default']:" in shown
+    assert "inputs['images'] tensor_info:" in shown
+    assert "outputs['reconstruction'] tensor_info:" in shown
+    assert "shape: (-1, 28, 28)" in shown
+    # check_savedmodel.py's listing is the tool's, line for line.
+    for line in export.describe_signatures(vae_export.path).splitlines():
+        assert line in shown
+
+
+# --- Every family, loaded in a fresh process --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def family_exports(tmp_path_factory):
+    """Every model family (untrained weights) exported once: {model: SavedModel path}."""
+    root = tmp_path_factory.mktemp("families")
+    return {model: export.export_run(write_untrained_run(model, root / "runs" / model), model,
+                                     root / "saved").path
+            for model in MODELS}
+
+
+@pytest.mark.slow
+def test_every_family_runs_in_a_fresh_process_and_matches_keras(vae_export, family_exports):
+    # One check_savedmodel.py process (one TensorFlow start-up) for the trained VAE and an
+    # untrained model of every family: each is loaded with tf.saved_model.load and every
+    # signature is compared with the run's Keras models.
+    paths = [vae_export.path, *family_exports.values()]
+    result = run_script("check_savedmodel.py", *paths, "--count", "4")
+    assert result.returncode == 0, result.stderr[-3000:]
+    shown = result.stdout
+    assert f"all {len(paths)} SavedModels match their Keras models" in shown
+    assert shown.count("signature_def['serving_default']:") == len(paths)
+    assert shown.count("inputs['images'] tensor_info:") == 2 * len(paths)  # + encode
+    vaes = 1 + sum(model in ("vae", "conv_vae") for model in family_exports)
+    assert shown.count("  generate: OK") == vaes
+    for name in AUTOENCODER_SIGNATURES:
+        assert shown.count(f"  {name}: OK") == len(paths)
+    assert shown.count("all 4 signatures match") == vaes
+    assert shown.count("all 3 signatures match") == len(paths) - vaes
+
+
+# --- Versions, atomic writes and bad input ---------------------------------------------------
+
+
+def test_versions_increment_and_are_never_overwritten_unless_asked(stacked_run, tmp_path):
+    base = tmp_path / "saved_models"
+    assert export.export_run(stacked_run, "stacked", base).version == 1
+    assert export.export_run(stacked_run, "stacked", base).version == 2
+    assert export.export_run(stacked_run, "stacked", base, version=7).version == 7
+    assert export.export_run(stacked_run, "stacked", base).version == 8
+    first = export.read_metadata(base / "stacked" / "7")
+    with pytest.raises(ValueError, match="already exists.*--overwrite"):
+        export.export_run(stacked_run, "stacked", base, version=7)
+    replaced = export.export_run(stacked_run, "stacked", base, version=7, overwrite=True)
+    assert export.read_metadata(replaced.path)["exported_at"] != first["exported_at"]
+    assert export.existing_versions(base / "stacked") == [1, 2, 7, 8]
+    assert [child.name for child in (base / "stacked").iterdir()
+            if not child.name.isdigit()] == []
+
+
+class SimulatedCrash(Exception):
+    pass
+
+
+def test_interrupted_export_leaves_no_version_directory(stacked_run, tmp_path, monkeypatch):
+    base = tmp_path / "saved_models"
+    export.export_run(stacked_run, "stacked", base)
+    real_build = export.build_archive
+
+    def build_failing_archive(models):
+        archive = real_build(models)
+
+        def write_half_then_fail(directory, **kwargs):
+            archive.__class__.write_out(archive, directory, **kwargs)  # a complete write...
+            assert (Path(directory) / "saved_model.pb").exists()
+            raise SimulatedCrash("disk full")  # ...then a failure before the rename
+
+        archive.write_out = write_half_then_fail
+        return archive
+
+    monkeypatch.setattr(export, "build_archive", build_failing_archive)
+    with pytest.raises(SimulatedCrash):
+        export.export_run(stacked_run, "stacked", base)
+    assert sorted(child.name for child in (base / "stacked").iterdir()) == ["1"]
+    with pytest.raises(SimulatedCrash):  # the first version of a new name: no empty dir
+        export.export_run(stacked_run, "other", base)
+    assert sorted(child.name for child in base.iterdir()) == ["stacked"]
+
+
+def test_temporaries_of_dead_exports_are_removed(stacked_run, tmp_path):
+    model_dir = tmp_path / "saved_models" / "stacked"
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True)
+    dead = model_dir / f"{export.TEMPORARY_PREFIX}1-{finished.stdout.strip()}"
+    alive = model_dir / f"{export.TEMPORARY_PREFIX}1-{os.getppid()}"
+    for directory in (dead, alive):
+        directory.mkdir(parents=True)
+        (directory / "saved_model.pb").write_bytes(b"half")
+    export.export_run(stacked_run, "stacked", tmp_path / "saved_models")
+    assert not dead.exists() and alive.exists()
+    assert export.existing_versions(model_dir) == [1]
+
+
+@pytest.mark.parametrize("name", ["a/b", "../up", "two words", "", ".hidden", "tab\tname"])
+def test_bad_names_are_refused(name, stacked_run, tmp_path):
+    with pytest.raises(ValueError, match="no path separators or spaces"):
+        export.export_run(stacked_run, name, tmp_path / "saved_models")
+    assert not (tmp_path / "saved_models").exists()
+
+
+def test_missing_or_unfinished_runs_are_refused(tmp_path):
+    with pytest.raises(RunError, match="does not exist"):
+        export.export_run(tmp_path / "nowhere", "model", tmp_path / "saved_models")
+    run_dir = tmp_path / "interrupted"
+    incomplete_dir(run_dir).mkdir()
+    with pytest.raises(RunError, match="has not finished"):
+        export.export_run(run_dir, "model", tmp_path / "saved_models")
+    assert not (tmp_path / "saved_models").exists()
+
+
+def test_unwritable_base_is_refused(stacked_run, tmp_path):
+    not_a_directory = tmp_path / "file"
+    not_a_directory.write_text("")
+    with pytest.raises(ValueError, match="is a file"):
+        export.export_run(stacked_run, "stacked", not_a_directory)
+    with pytest.raises(ValueError, match="cannot create"):
+        export.export_run(stacked_run, "stacked", not_a_directory / "below")
+    if os.geteuid() != 0:  # root writes anywhere; permissions only bind other users
+        read_only = tmp_path / "read_only"
+        read_only.mkdir(mode=0o500)
+        with pytest.raises(ValueError, match="cannot create|not writable"):
+            export.export_run(stacked_run, "stacked", read_only)
+
+
+@pytest.mark.slow
+def test_export_script_errors_and_success(stacked_run, tmp_path):
+    base = tmp_path / "saved_models"
+    bad_name = run_script("export.py", stacked_run, "--name", "a b", "--base", base)
+    assert bad_name.returncode == 2 and "no path separators or spaces" in bad_name.stderr
+    missing = run_script("export.py", tmp_path / "nowhere", "--name", "m", "--base", base)
+    assert missing.returncode == 1 and "does not exist" in missing.stderr
+    result = run_script("export.py", stacked_run, "--name", "stacked", "--base", base,
+                        "--models-config")
+    assert result.returncode == 0, result.stderr
+    assert "version 1" in result.stdout
+    assert (base / "stacked" / "1" / "saved_model.pb").exists()
+    assert 'base_path: "/models/stacked"' in (base / export.MODELS_CONFIG).read_text()
+    again = run_script("export.py", stacked_run, "--name", "stacked", "--base", base,
+                       "--version", "1")
+    assert again.returncode == 2 and "already exists" in again.stderr
+
+
+# --- TF Serving's model config file ----------------------------------------------------------
+
+
+def test_models_config_adds_and_replaces_entries(tmp_path):
+    text = export.update_models_config("", "vae", "/models/vae")
+    text = export.update_models_config(text, "stacked", "/models/stacked")
+    text = export.update_models_config(text, "vae", "/srv/models/vae")
+    assert text.count("config {") == 2
+    assert '"/srv/models/vae"' in text and '"/models/vae"' not in text
+    assert text.index('"stacked"') < text.index('"vae"')  # the updated entry moves last
+    hand_written = ('model_config_list {\n  config {\n    name: "kept"\n    base_path: "/k"\n'
+                    '    model_platform: "tensorflow"\n    model_version_policy { all {} }\n'
+                    '  }\n}\n')
+    updated = export.update_models_config(hand_written, "vae", "/models/vae")
+    assert "model_version_policy { all {} }" in updated
+    with pytest.raises(ValueError, match="not a model_config_list"):
+        export.update_models_config("model_config_list { config { name: ", "vae", "/m")
+    with pytest.raises(ValueError, match="not a model_config_list"):
+        export.update_models_config("something else", "vae", "/m")
+
+
+def test_models_config_is_a_valid_model_server_config(tmp_path):
+    model_server_config_pb2 = pytest.importorskip(
+        "tensorflow_serving.config.model_server_config_pb2")
+    from google.protobuf import text_format
+
+    export.write_models_config(tmp_path, "vae")
+    path = export.write_models_config(tmp_path, "stacked", serving_base="/srv/models/")
+    config = text_format.Parse(path.read_text(), model_server_config_pb2.ModelServerConfig())
+    entries = {entry.name: entry for entry in config.model_config_list.config}
+    assert entries["vae"].base_path == "/models/vae"
+    assert entries["stacked"].base_path == "/srv/models/stacked"
+    assert entries["stacked"].model_platform == "tensorflow"
+
+
+def test_signature_graphs_check_request_shape_and_range():
+    # TF Serving feeds a request to the graph without checking it against the signature's
+    # shape (C++ sessions do not), so the signatures check in the graph. Traced here with an
+    # unknown shape, as the fed placeholder behaves at run time.
+    check = tf.function(export.checked_images,
+                        input_signature=[tf.TensorSpec(None, tf.float32)])
+    for wrong in (tf.zeros((2, 784)), tf.zeros((2, 28, 28, 1)), tf.zeros((784,)),
+                  tf.zeros((2, 28, 27))):
+        with pytest.raises(tf.errors.InvalidArgumentError,
+                           match=r"float32 of shape \(batch, 28, 28\); got shape"):
+            check(wrong)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"in \[0, 1\].*by 255"):
+        check(tf.fill((1, 28, 28), 255.0))
+    assert check(tf.zeros((2, 28, 28))).shape == (2, 28, 28)
+    check_codings = tf.function(lambda codings: export.checked_codings(codings, 4),
+                                input_signature=[tf.TensorSpec(None, tf.float32)])
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"shape \(batch, 4\)"):
+        check_codings(tf.zeros((2, 5)))
+    assert check_codings(tf.zeros((2, 4))).shape == (2, 4)
+
+
+def test_write_atomically_replaces_only_when_complete(tmp_path):
+    def writer(text, fail=False):
+        def write(directory):
+            directory.mkdir()
+            (directory / "saved_model.pb").write_text(text)
+            if fail:
+                raise SimulatedCrash("killed while writing")
+        return write
+
+    path = export.write_atomically(tmp_path, 1, writer("first"))
+    with pytest.raises(SimulatedCrash):
+        export.write_atomically(tmp_path, 1, writer("second", fail=True), overwrite=True)
+    assert (path / "saved_model.pb").read_text() == "first"
+    with pytest.raises(ValueError, match="appeared during the export"):
+        export.write_atomically(tmp_path, 1, writer("third"))
+    export.write_atomically(tmp_path, 1, writer("fourth"), overwrite=True)
+    assert (path / "saved_model.pb").read_text() == "fourth"
+    assert [child.name for child in tmp_path.iterdir()] == ["1"]
