@@ -34,6 +34,7 @@ METHODS = ("pretrained_frozen", "pretrained_fine_tuned", "scratch", "logistic_re
 RESULT_FILES = ("results.json", "results.md", "accuracy_vs_labels.png")
 # Inverse regularisation strengths tried for the logistic-regression baseline.
 LOGISTIC_C_GRID = (0.01, 0.1, 1.0, 10.0)
+MIN_STEPS_PER_EPOCH = 25
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,9 +60,9 @@ class ExperimentSettings:
     validation_fraction: float = 0.2
     head_units: tuple[int, ...] = (64,)
     batch_size: int = 32
-    frozen_epochs: int = 100
+    frozen_epochs: int = 50
     frozen_learning_rate: float = 1e-3
-    fine_tune_epochs: int = 100
+    fine_tune_epochs: int = 50
     fine_tune_learning_rate: float = 1e-4
     patience: int = 10
     limit: int | None = None
@@ -228,6 +229,44 @@ def _keep_best_callback(initial_loss: float, initial_weights, patience: int):
     return KeepBest()
 
 
+def predict_probabilities(model, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    """(N, classes) class probabilities, computed batch by batch in inference mode.
+
+    Direct calls rather than ``predict``: the experiment evaluates many models on arrays
+    of many sizes, and ``predict`` would trace a new function for each.
+    """
+    return np.concatenate([np.asarray(model(images[start : start + batch_size],
+                                            training=False))
+                           for start in range(0, len(images), batch_size)])
+
+
+def cross_entropy(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    """Mean negative log-probability of the labels (clipped as Keras clips it)."""
+    picked = probabilities[np.arange(len(labels)), labels]
+    return float(-np.mean(np.log(np.clip(picked, 1e-7, 1.0))))
+
+
+def accuracy(model, images: np.ndarray, labels: np.ndarray) -> float:
+    """Share of ``images`` whose most probable class is their label."""
+    return float(np.mean(np.argmax(predict_probabilities(model, images), axis=1) == labels))
+
+
+def steps_per_epoch(examples: int, batch_size: int) -> int:
+    """Batches per epoch: one pass over the labeled examples, but at least
+    :data:`MIN_STEPS_PER_EPOCH`, so that with 80 labels an epoch (and the validation
+    after it) is not three steps of Keras overhead."""
+    return max(-(-examples // batch_size), MIN_STEPS_PER_EPOCH)
+
+
+def training_pipeline(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int):
+    """Endless shuffled (image, label) batches; reshuffled every pass, with ``seed``."""
+    import tensorflow as tf
+
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels)).cache()
+    dataset = dataset.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
+    return dataset.repeat().batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
 def fit_phase(model, train: tuple, valid: tuple, epochs: int, learning_rate: float,
               patience: int, batch_size: int, seed: int) -> dict:
     """Compiles ``model`` (Adam, sparse cross-entropy) and fits it with early stopping on
@@ -237,6 +276,8 @@ def fit_phase(model, train: tuple, valid: tuple, epochs: int, learning_rate: flo
     Args:
         model: a classifier; freeze layers before calling.
         train, valid: (images, labels) arrays.
+        epochs: at most this many epochs of :func:`steps_per_epoch` batches.
+        seed: the order of the batches.
 
     Returns:
         {"epochs_run", "best_epoch" (0: the starting weights), "valid_loss"}.
@@ -244,20 +285,15 @@ def fit_phase(model, train: tuple, valid: tuple, epochs: int, learning_rate: flo
     import keras
 
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    start_loss = float(model.evaluate(*valid, batch_size=256, verbose=0)[0])
+                  loss="sparse_categorical_crossentropy")
+    start_loss = cross_entropy(predict_probabilities(model, valid[0]), valid[1])
     keep_best = _keep_best_callback(start_loss, model.get_weights(), patience)
-    keras.utils.set_random_seed(seed)  # the order of the batches
-    model.fit(*train, validation_data=valid, epochs=epochs, batch_size=batch_size,
-              shuffle=True, callbacks=[keep_best], verbose=0)
+    model.fit(training_pipeline(*train, batch_size, seed), validation_data=valid,
+              epochs=epochs, steps_per_epoch=steps_per_epoch(len(train[1]), batch_size),
+              validation_batch_size=512, callbacks=[keep_best], verbose=0,
+              shuffle=False)  # the pipeline shuffles, with the seed
     return {"epochs_run": keep_best.epochs_run, "best_epoch": keep_best.best_epoch,
             "valid_loss": keep_best.best_loss}
-
-
-def accuracy(model, images: np.ndarray, labels: np.ndarray) -> float:
-    """Share of ``images`` whose most probable class is their label."""
-    probabilities = model.predict(images, batch_size=256, verbose=0)
-    return float(np.mean(np.argmax(probabilities, axis=1) == labels))
 
 
 def logistic_regression_accuracy(codings: dict, labels: dict, seed: int) -> tuple[float, dict]:
@@ -325,7 +361,11 @@ def run_cell(source: EncoderSource, arrays: dict, settings: ExperimentSettings,
     """
     import keras
 
-    from hml_vae.models.classifier import build_classifier, set_encoder_trainable
+    from hml_vae.models.classifier import (
+        build_classifier,
+        coding_statistics,
+        set_encoder_trainable,
+    )
 
     def phase(model, epochs, learning_rate, phase_seed):
         return fit_phase(model, arrays["train"], arrays["valid"], epochs, learning_rate,
@@ -335,10 +375,24 @@ def run_cell(source: EncoderSource, arrays: dict, settings: ExperimentSettings,
         return {"test_accuracy": accuracy(model, *arrays["test"]),
                 "valid_accuracy": accuracy(model, *arrays["valid"])}
 
+    def classifier_on(encoder):
+        # The head standardizes codings with statistics of the labeled training images.
+        stats = coding_statistics(predict_probabilities(encoder, arrays["train"][0]))
+        return build_classifier(encoder, num_classes, settings.head_units, coding_stats=stats)
+
     results = {}
     started = time.perf_counter()
+    encoder = source.pretrained()
+    codings = {part: predict_probabilities(encoder, images)
+               for part, (images, _) in arrays.items()}
+    labels = {part: part_labels for part, (_, part_labels) in arrays.items()}
+    test_accuracy, details = logistic_regression_accuracy(codings, labels, seed)
+    results["logistic_regression"] = {"test_accuracy": test_accuracy, **details,
+                                      "seconds": time.perf_counter() - started}
+
+    started = time.perf_counter()
     keras.utils.set_random_seed(seed)  # the head's initial weights
-    classifier = build_classifier(source.pretrained(), num_classes, settings.head_units)
+    classifier = classifier_on(encoder)
     set_encoder_trainable(classifier, False)
     frozen = phase(classifier, settings.frozen_epochs, settings.frozen_learning_rate, seed)
     results["pretrained_frozen"] = {**scores(classifier), **frozen,
@@ -353,21 +407,12 @@ def run_cell(source: EncoderSource, arrays: dict, settings: ExperimentSettings,
 
     started = time.perf_counter()
     keras.utils.set_random_seed(seed)
-    scratch = build_classifier(source.fresh(), num_classes, settings.head_units)
+    scratch = classifier_on(source.fresh())
     trained = phase(scratch, settings.frozen_epochs + settings.fine_tune_epochs,
                     settings.frozen_learning_rate, seed)
     results["scratch"] = {**scores(scratch), **trained,
                           "seconds": time.perf_counter() - started}
-
-    started = time.perf_counter()
-    encoder = source.pretrained()
-    codings = {part: encoder.predict(images, batch_size=256, verbose=0)
-               for part, (images, _) in arrays.items()}
-    labels = {part: part_labels for part, (_, part_labels) in arrays.items()}
-    test_accuracy, details = logistic_regression_accuracy(codings, labels, seed)
-    results["logistic_regression"] = {"test_accuracy": test_accuracy, **details,
-                                      "seconds": time.perf_counter() - started}
-    return results
+    return {method: results[method] for method in METHODS}
 
 
 # --- Summaries --------------------------------------------------------------------------

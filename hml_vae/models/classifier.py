@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import keras
+import numpy as np
 
 ENCODER_NAME = "encoder"
 OUTPUT_NAME = "class_probabilities"
@@ -91,16 +92,33 @@ def pretrained_encoder(encoder: keras.Model) -> keras.Model:
     return copy
 
 
+def coding_statistics(codings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-unit mean and variance of codings (N, units) for the head's normalization.
+
+    A unit that never varies (a dead ReLU) gets variance 1, as in scikit-learn's
+    StandardScaler: dividing by its tiny spread would blow up any other input's value.
+    """
+    codings = np.asarray(codings, dtype=np.float64)
+    mean, variance = codings.mean(axis=0), codings.var(axis=0)
+    variance[variance < 1e-12] = 1.0
+    return mean.astype(np.float32), variance.astype(np.float32)
+
+
 def build_classifier(encoder: keras.Model, num_classes: int = 10,
                      head_units: tuple[int, ...] = (64,),
+                     coding_stats: tuple[np.ndarray, np.ndarray] | None = None,
                      dropout_rate: float = 0.0) -> keras.Model:
-    """images -> ``encoder`` -> Dense(head_units, ReLU)... -> Dense(num_classes, softmax).
+    """images -> ``encoder`` -> [standardize] -> Dense(head_units, ReLU)... -> softmax.
 
     Args:
         encoder: a deterministic encoder from :func:`pretrained_encoder` or
             :func:`fresh_encoder`; it becomes the classifier's sublayer ``encoder``.
         num_classes: size of the softmax.
         head_units: hidden sizes of the head; ``()`` puts the softmax right on the coding.
+        coding_stats: (mean, variance) of the encoder's codings (:func:`coding_statistics`);
+            given, a fixed ``Normalization`` layer standardizes the codings first. Codings
+            of autoencoders come in any scale (a few hundredths after a short training);
+            standardized, the head trains with one learning rate for every encoder.
         dropout_rate: dropout before each head layer (0: none).
 
     Returns:
@@ -117,6 +135,10 @@ def build_classifier(encoder: keras.Model, num_classes: int = 10,
         raise ValueError(f"dropout_rate must lie in [0, 1), got {dropout_rate!r}.")
     images = keras.Input(shape=encoder.input_shape[1:], name="images")
     x = encoder(images)  # (B, 28, 28) -> (B, coding size)
+    if coding_stats is not None:
+        mean, variance = coding_stats
+        x = keras.layers.Normalization(mean=mean, variance=variance,
+                                       name="coding_normalization")(x)
     for index, units in enumerate(head_units):
         if dropout_rate:
             x = keras.layers.Dropout(dropout_rate, name=f"head_dropout_{index}")(x)
