@@ -532,7 +532,8 @@ def run_experiment(run_dir: str | Path, settings: ExperimentSettings,
         run_dir: a finished run (any family) whose encoder is used.
         settings: budgets, seeds and the training recipe.
         output: directory to create; must not exist.
-        log: called with one progress line per cell.
+        log: called with the settings once every check has passed, then one progress
+            line per cell.
 
     Returns:
         The report written to ``results.json``.
@@ -541,6 +542,7 @@ def run_experiment(run_dir: str | Path, settings: ExperimentSettings,
     from hml_vae.training import write_json
 
     run, data, source = prepare(run_dir, settings, output)
+    log(f"settings: {settings}")
     output = Path(output)
     num_classes = len(data.class_names)
     rows = []

@@ -105,7 +105,6 @@ def main(argv=None) -> None:
 
     from hml_vae import semi_supervised  # imports NumPy only; TensorFlow comes with models
 
-    print(f"settings: {settings}", file=sys.stderr)
     report = semi_supervised.run_experiment(args.encoder_run, settings, args.output,
                                             log=semi_supervised.log_to_stderr)
     print(semi_supervised.results_markdown(report))
