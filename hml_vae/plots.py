@@ -261,7 +261,7 @@ def plot_run(run_dir: Path, config: Config, models, data, history: dict,
 
 def accuracy_vs_labels(summary: list[dict], num_classes: int = 10, title: str = ""):
     """Test accuracy against the label budget: one line per method, error bars = std over
-    seeds, budgets on a log axis, chance (1 / num_classes) dashed.
+    seeds, budgets on a log axis (methods slightly apart), chance (1 / num_classes) dashed.
 
     Args:
         summary: rows with ``budget``, ``method``, ``mean``, ``std`` (accuracies in [0, 1]),
@@ -272,10 +272,13 @@ def accuracy_vs_labels(summary: list[dict], num_classes: int = 10, title: str = 
     """
     figure, axes = plt.subplots(figsize=(6.4, 4.4))
     methods = list(dict.fromkeys(row["method"] for row in summary))
-    for method in methods:
+    for index, method in enumerate(methods):
         rows = sorted((row for row in summary if row["method"] == method),
                       key=lambda row: row["budget"])
-        axes.errorbar([row["budget"] for row in rows], [100 * row["mean"] for row in rows],
+        # Methods side by side around each budget, so that error bars do not overlap.
+        dodge = 1.04 ** (index - (len(methods) - 1) / 2)
+        axes.errorbar([row["budget"] * dodge for row in rows],
+                      [100 * row["mean"] for row in rows],
                       yerr=[100 * row["std"] for row in rows], marker="o", capsize=3,
                       label=method.replace("_", " "))
     axes.axhline(100 / num_classes, color="gray", linestyle="--", linewidth=1, label="chance")
@@ -290,7 +293,7 @@ def accuracy_vs_labels(summary: list[dict], num_classes: int = 10, title: str = 
     axes.set_ylabel("test accuracy (%)")
     axes.set_ylim(0, 100)
     axes.grid(True, which="major", alpha=0.3)
-    axes.legend(fontsize=8, loc="lower right")
+    axes.legend(fontsize=8, loc="best")
     axes.set_title(title or "Accuracy against the number of labels")
     figure.tight_layout()
     return figure
