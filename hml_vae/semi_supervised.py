@@ -93,6 +93,10 @@ def validate_settings(settings: ExperimentSettings) -> None:
         value = getattr(settings, name)
         if isinstance(value, bool) or not value > 0:
             raise ValueError(f"{name.replace('_', ' ')} must be positive, got {value!r}.")
+    if any(isinstance(units, bool) or not isinstance(units, int) or units <= 0
+           for units in settings.head_units):
+        raise ValueError(f"head sizes must be positive integers, got "
+                         f"{list(settings.head_units)}; e.g. --head 64, or --head 0 for none.")
     if settings.limit is not None and settings.limit <= 0:
         raise ValueError(f"limit must be a positive number of images, got {settings.limit}.")
 

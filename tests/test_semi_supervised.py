@@ -275,3 +275,16 @@ def test_bad_arguments_are_rejected_by_the_parser(tmp_path):
                         "--output", tmp_path / "out")
     assert result.returncode == 2 and "comma-separated positive integers" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"budgets": ()}, "label budgets must be positive integers"),
+     ({"seeds": (0, 0)}, "seeds must be distinct"),
+     ({"validation_fraction": 1.0}, "validation fraction must lie in"),
+     ({"fine_tune_learning_rate": 0.0}, "fine tune learning rate must be positive"),
+     ({"head_units": (64, -1)}, "head sizes must be positive integers")],
+)
+def test_settings_no_experiment_can_use_are_clear_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        semi.ExperimentSettings(**kwargs)
