@@ -233,8 +233,9 @@ def _keep_best_callback(initial_loss: float, initial_weights, patience: int):
     return KeepBest()
 
 
-def predict_probabilities(model, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
-    """(N, classes) class probabilities, computed batch by batch in inference mode.
+def predict_batches(model, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    """``model``'s outputs for ``images`` (class probabilities of a classifier, codings of
+    an encoder), computed batch by batch in inference mode.
 
     Direct calls rather than ``predict``: the experiment evaluates many models on arrays
     of many sizes, and ``predict`` would trace a new function for each.
@@ -252,7 +253,7 @@ def cross_entropy(probabilities: np.ndarray, labels: np.ndarray) -> float:
 
 def accuracy(model, images: np.ndarray, labels: np.ndarray) -> float:
     """Share of ``images`` whose most probable class is their label."""
-    return float(np.mean(np.argmax(predict_probabilities(model, images), axis=1) == labels))
+    return float(np.mean(np.argmax(predict_batches(model, images), axis=1) == labels))
 
 
 def steps_per_epoch(examples: int, batch_size: int) -> int:
@@ -290,7 +291,7 @@ def fit_phase(model, train: tuple, valid: tuple, epochs: int, learning_rate: flo
 
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                   loss="sparse_categorical_crossentropy")
-    start_loss = cross_entropy(predict_probabilities(model, valid[0]), valid[1])
+    start_loss = cross_entropy(predict_batches(model, valid[0]), valid[1])
     keep_best = _keep_best_callback(start_loss, model.get_weights(), patience)
     model.fit(training_pipeline(*train, batch_size, seed), validation_data=valid,
               epochs=epochs, steps_per_epoch=steps_per_epoch(len(train[1]), batch_size),
@@ -381,13 +382,13 @@ def run_cell(source: EncoderSource, arrays: dict, settings: ExperimentSettings,
 
     def classifier_on(encoder):
         # The head standardizes codings with statistics of the labeled training images.
-        stats = coding_statistics(predict_probabilities(encoder, arrays["train"][0]))
+        stats = coding_statistics(predict_batches(encoder, arrays["train"][0]))
         return build_classifier(encoder, num_classes, settings.head_units, coding_stats=stats)
 
     results = {}
     started = time.perf_counter()
     encoder = source.pretrained()
-    codings = {part: predict_probabilities(encoder, images)
+    codings = {part: predict_batches(encoder, images)
                for part, (images, _) in arrays.items()}
     labels = {part: part_labels for part, (_, part_labels) in arrays.items()}
     test_accuracy, details = logistic_regression_accuracy(codings, labels, seed)
