@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,7 +69,6 @@ def run_encoder(name: str, args, settings, runs_dir: Path) -> dict:
     run_dir = runs_dir / name
     train_encoder(name, args, run_dir)
     output = runs_dir / f"semi_{name}{suffix(args)}"
-    started = time.perf_counter()
     if (output / "results.json").exists():
         print(f"{name}: reusing the finished experiment {output}", file=sys.stderr)
         report = json.loads((output / "results.json").read_text())
@@ -82,7 +80,8 @@ def run_encoder(name: str, args, settings, runs_dir: Path) -> dict:
         "encoder_config": report["encoder_config"],
         "encoder_metrics": {key: run.metrics[key] for key in sorted(run.metrics)
                             if key.startswith("test_") or key == "train_seconds"},
-        "experiment_seconds": time.perf_counter() - started,
+        # Summed from the rows, so a reused experiment reports the time it took to run.
+        "experiment_seconds": sum(row["seconds"] for row in report["results"]),
         "experiment_dir": str(output),
         "results": report["results"],
         "summary": report["summary"],
@@ -148,7 +147,9 @@ def to_markdown(report: dict) -> str:
                   if "test_neg_elbo" in metrics
                   else f"test MSE/pixel {metrics['test_mse_per_pixel']:.4f}")
         hidden = ",".join(map(str, config["hidden"]))
-        lines.append(f"| {name} | {config['epochs']} epochs, hidden {hidden}, "
+        epochs = (f"{config['epochs']} epochs per level, {config['fine_tune_epochs']} of "
+                  f"fine-tuning" if config["model"] == "greedy" else f"{config['epochs']} epochs")
+        lines.append(f"| {name} | {epochs}, hidden {hidden}, "
                      f"coding {config['latent_dim']}, {metrics['train_seconds']:.0f} s | "
                      f"{metric} |")
     return "\n".join(lines) + "\n"
@@ -198,8 +199,9 @@ def main(argv=None) -> None:
             f"{next(iter(encoders.values()))['train_pool']:,} training images (the labels "
             f"are drawn from the same images); for each budget "
             f"({', '.join(map(str, args.labels))} labels, class-balanced, 20% of them the "
-            f"validation part for early stopping) and seed 0..{args.seeds - 1}: head of "
-            f"{settings.head_units} on standardized codings, phase 1 encoder frozen (Adam "
+            f"validation part for early stopping) and seed 0..{args.seeds - 1}: a head of "
+            f"Dense({', '.join(map(str, settings.head_units)) or 'none'}) on standardized "
+            f"codings, phase 1 encoder frozen (Adam "
             f"{settings.frozen_learning_rate:g}, ≤ {settings.frozen_epochs} epochs), phase 2 "
             f"all layers (Adam {settings.fine_tune_learning_rate:g}, ≤ "
             f"{settings.fine_tune_epochs} epochs), scratch (Adam "
@@ -207,7 +209,9 @@ def main(argv=None) -> None:
             f"{settings.frozen_epochs + settings.fine_tune_epochs} epochs), patience "
             f"{settings.patience}, epochs of ≥ 25 batches of {settings.batch_size}; logistic "
             f"regression C from {{0.01, 0.1, 1, 10}} on the validation part; accuracy on "
-            f"{next(iter(encoders.values()))['test_images']} test images."
+            f"{next(iter(encoders.values()))['test_images']:,} test images. The stacked and "
+            f"greedy encoders share one architecture, so their scratch columns are the same "
+            f"runs."
         ),
         "settings": {key: list(value) if isinstance(value, tuple) else value
                      for key, value in vars(settings).items()},
