@@ -333,3 +333,51 @@ def plot_run(run_dir: Path, config: Config, models, data, history: dict,
         failures = make_figures(context, Path(run_dir) / "figures")
     write_report(Path(run_dir), config, metrics, failures)
     return failures
+
+
+# --- Semi-supervised classification -----------------------------------------------------
+
+
+def accuracy_vs_labels(summary: list[dict], num_classes: int = 10, title: str = ""):
+    """Test accuracy against the label budget: one line per method, error bars = std over
+    seeds, budgets on a log axis (methods slightly apart), chance (1 / num_classes) dashed
+    when the accuracy axis reaches down to it.
+
+    Args:
+        summary: rows with ``budget``, ``method``, ``mean``, ``std`` (accuracies in [0, 1]),
+            as :func:`hml_vae.semi_supervised.summarize` returns them.
+
+    Returns:
+        The matplotlib Figure.
+    """
+    figure, axes = plt.subplots(figsize=(6.4, 4.4))
+    methods = list(dict.fromkeys(row["method"] for row in summary))
+    for index, method in enumerate(methods):
+        rows = sorted((row for row in summary if row["method"] == method),
+                      key=lambda row: row["budget"])
+        # Methods side by side around each budget, so that error bars do not overlap.
+        dodge = 1.04 ** (index - (len(methods) - 1) / 2)
+        axes.errorbar([row["budget"] * dodge for row in rows],
+                      [100 * row["mean"] for row in rows],
+                      yerr=[100 * row["std"] for row in rows], marker="o", capsize=3,
+                      label=method.replace("_", " "))
+    budgets = sorted({row["budget"] for row in summary})
+    axes.set_xscale("log")
+    axes.set_xticks(budgets)
+    axes.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:,.0f}"))
+    axes.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    if len(budgets) == 1:  # a log axis around one point needs explicit limits
+        axes.set_xlim(budgets[0] / 2, budgets[0] * 2)
+    axes.set_xlabel("labeled examples (log scale)")
+    # The accuracy axis fits the data (differences of a point or two must stay visible);
+    # chance is drawn when it is in view and named in the label in any case.
+    chance = 100 / num_classes
+    low, high = axes.get_ylim()
+    if low <= chance <= high:
+        axes.axhline(chance, color="gray", linestyle="--", linewidth=1, label="chance")
+    axes.set_ylabel(f"test accuracy (%; chance {chance:.0f}%)")
+    axes.grid(True, which="major", alpha=0.3)
+    axes.legend(fontsize=8, loc="best", title="mean ± std over seeds", title_fontsize=8)
+    axes.set_title(title or "Accuracy against the number of labels")
+    figure.tight_layout()
+    return figure
