@@ -21,6 +21,16 @@ from hml_vae import losses
 # --- HOML ch. 17 autoencoders: tied weights and sparsity ----------------------------------
 
 
+def replicas_in_sync() -> int:
+    """Replicas that each compute a share of the batch (1 outside ``tf.distribute``)."""
+    if keras.backend.backend() != "tensorflow":
+        return 1
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()  # None in cross-replica context
+    return context.num_replicas_in_sync if context is not None else 1
+
+
 @keras.saving.register_keras_serializable(package="hml_vae")
 class DenseTranspose(keras.layers.Layer):
     """A dense layer whose kernel is the transpose of another ``Dense`` layer's kernel.
@@ -132,9 +142,11 @@ class KLDivergenceRegularizer(keras.regularizers.Regularizer):
         # where the logarithms diverge.
         epsilon = keras.config.epsilon()
         mean_activations = ops.clip(ops.mean(activations, axis=0), epsilon, 1.0 - epsilon)
-        return self.weight * ops.sum(
-            kl_divergence_bernoulli(self.target, mean_activations)
-        )
+        penalty = self.weight * ops.sum(kl_divergence_bernoulli(self.target, mean_activations))
+        # Keras divides activity penalties by the batch each replica sees, B/R, and sums
+        # the replicas' losses scaled by 1/R. Right for a sum over images; this penalty is
+        # one number per batch, so that would make it R times stronger under R replicas.
+        return penalty / replicas_in_sync()
 
     def get_config(self):
         return {"weight": self.weight, "target": self.target}
