@@ -357,7 +357,9 @@ def check_not_interrupted(received, config: Config, work_dir: Path, chief: bool)
     """Raises :class:`Interrupted` saying how to resume when a signal stopped training."""
     if received is None:
         return
-    done = len(json.loads((work_dir / "history.json").read_text()).get("epoch", []))
+    history_path = work_dir / "history.json"
+    history = json.loads(history_path.read_text()) if history_path.exists() else {}
+    done = len(history.get("epoch", []))
     where = work_dir / "checkpoints" if chief else "the chief's run directory"
     raise Interrupted(
         f"{received.name} stopped training after epoch {done} of {config.epochs}; its "
