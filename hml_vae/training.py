@@ -130,6 +130,9 @@ class StopOnSignal(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self.received is not None:
             self.model.stop_training = True
+        # A signal from now on is handled in the next epoch (stopping between epochs would
+        # make Keras train one batch and call that epoch finished).
+        self._epoch = epoch + 1
 
 
 def make_optimizer(config: Config) -> keras.optimizers.Optimizer:
