@@ -210,7 +210,7 @@ def _wait_for_epochs(history_path, process, count: int, timeout: float = 120) ->
 
 @pytest.mark.slow
 def test_sigterm_then_kill_9_then_the_same_command_resumes_every_epoch_once(tmp_path):
-    epochs = 12
+    epochs = 8
     run_dir = tmp_path / "run"
     command = [sys.executable, str(REPO / "scripts" / "train.py"), "--model", "stacked",
                "--preset", "tiny", "--limit", "2000", "--epochs", str(epochs), "--no-plots",
