@@ -240,8 +240,21 @@ class Sampling(keras.layers.Layer):
         self.kl_tracker.update_state(kl)
         if self.deterministic:
             return z_mean
-        epsilon = keras.random.normal(ops.shape(z_mean), seed=self.seed_generator)
-        return z_mean + ops.exp(0.5 * z_log_var) * epsilon
+        return z_mean + ops.exp(0.5 * z_log_var) * self._standard_normal(ops.shape(z_mean))
+
+    def _standard_normal(self, shape):
+        """ε ~ N(0, I). Under several ``tf.distribute`` replicas each replica gets its own
+        draw: the seed generator's state is the same on every replica, so without folding
+        in the replica id the i-th image of every replica's share would get the same ε."""
+        if replicas_in_sync() == 1:
+            return keras.random.normal(shape, seed=self.seed_generator)
+        import tensorflow as tf
+
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        seed = tf.random.experimental.stateless_fold_in(
+            tf.cast(self.seed_generator.next(), tf.int32), replica
+        )
+        return tf.random.stateless_normal(shape, seed=seed, dtype=self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape[0]

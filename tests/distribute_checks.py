@@ -50,6 +50,21 @@ def one_step(model_name: str, strategy, images) -> dict:
             "replicas": strategy.num_replicas_in_sync}
 
 
+def replica_noise_differs(strategy) -> bool:
+    """Whether two replicas draw different ε for the images at the same place in their
+    share of the batch (the same ε would make their gradient noise correlated)."""
+    import keras
+    import numpy as np
+
+    from hml_vae.layers import Sampling
+
+    with strategy.scope():
+        inputs = keras.Input((3,))
+        model = keras.Model(inputs, Sampling(seed=1)([inputs, inputs]))
+    noise = model.predict(np.zeros((4, 3), np.float32), batch_size=4, verbose=0)
+    return bool(np.abs(noise[:2] - noise[2:]).max() > 1e-3)  # replica 0: rows 0-1
+
+
 def main(names) -> None:
     distribute.configure_cpu_replicas(2)
     import tensorflow as tf
@@ -62,6 +77,7 @@ def main(names) -> None:
     results = {name: {strategy_name: one_step(name, strategy, images)
                       for strategy_name, strategy in strategies.items()}
                for name in names}
+    results["_replica_noise_differs"] = replica_noise_differs(strategies["mirrored"])
     print(json.dumps(results))
 
 
