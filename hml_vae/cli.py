@@ -53,13 +53,16 @@ def run_main(main: Callable[[], object]) -> int:
     """Runs a script's main; a user's mistake becomes one line on stderr and exit code 2
     (1 for a failed run) instead of a traceback."""
     from hml_vae.data import DataError
-    from hml_vae.errors import RunError
+    from hml_vae.errors import Interrupted, RunError
 
     try:
         main()
     except (DataError, ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except Interrupted as error:  # before RunError: it is one, with its own exit code
+        print(f"interrupted: {error}", file=sys.stderr)
+        return error.exit_code
     except RunError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -32,7 +32,9 @@ SPARSITY_KINDS = ("kl", "l1")
 DEFAULT_SPARSITY_WEIGHTS = {"kl": 0.05, "l1": 1e-4}
 MAX_CONV_BLOCKS = 3  # 28 -> 14 -> 7 -> 3 pixels; see hml_vae.models.autoencoders
 PRESETS = ("default", "tiny")
-STRATEGIES = ("default",)
+# tf.distribute strategies (see hml_vae.distribute): auto picks multi_worker when TF_CONFIG
+# describes a cluster, mirrored when there are several GPUs or --cpu-replicas > 1.
+STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 OPTIMIZERS = ("nadam", "adam", "sgd")
 
 
@@ -47,7 +49,12 @@ class Config:
     limit: int | None = None
     binarize: str = "none"
     seed: int = 42
+    # How to train, not what: neither changes the model, and a run interrupted under one
+    # strategy may be resumed under another. ``batch_size`` is the global batch, split
+    # across replicas. ``cpu_replicas`` splits the CPU into that many logical devices so
+    # ``mirrored`` can be tried without GPUs.
     strategy: str = "default"
+    cpu_replicas: int = 1
     # Architecture: hidden layer sizes of the encoder (the decoder mirrors them) and the
     # size of the coding (the latent space for VAEs). For ``conv`` the hidden sizes are
     # the filters of the conv+pooling blocks, for ``recurrent`` the LSTM units; for
@@ -132,6 +139,13 @@ def validate(config: Config) -> None:
     for name in ("epochs", "batch_size", "latent_dim", "learning_rate"):
         _check_positive(name.replace("_", " "), getattr(config, name))
     _check_positive("limit", config.limit, allow_none=True)
+    if isinstance(config.cpu_replicas, bool) or not (
+        isinstance(config.cpu_replicas, int) and config.cpu_replicas >= 1
+    ):
+        raise ValueError(
+            f"cpu replicas must be a whole number >= 1, got {config.cpu_replicas!r}; "
+            f"--cpu-replicas 2 splits the CPU into two devices for --strategy mirrored."
+        )
     _check_positive("early stopping patience", config.early_stopping_patience, allow_none=True)
     _check_choice("likelihood", config.likelihood, LIKELIHOODS)
     _check_choice("learned sigma", config.learned_sigma, LEARNED_SIGMA)

@@ -21,6 +21,16 @@ from hml_vae import losses
 # --- HOML ch. 17 autoencoders: tied weights and sparsity ----------------------------------
 
 
+def replicas_in_sync() -> int:
+    """Replicas that each compute a share of the batch (1 outside ``tf.distribute``)."""
+    if keras.backend.backend() != "tensorflow":
+        return 1
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()  # None in cross-replica context
+    return context.num_replicas_in_sync if context is not None else 1
+
+
 @keras.saving.register_keras_serializable(package="hml_vae")
 class DenseTranspose(keras.layers.Layer):
     """A dense layer whose kernel is the transpose of another ``Dense`` layer's kernel.
@@ -132,9 +142,11 @@ class KLDivergenceRegularizer(keras.regularizers.Regularizer):
         # where the logarithms diverge.
         epsilon = keras.config.epsilon()
         mean_activations = ops.clip(ops.mean(activations, axis=0), epsilon, 1.0 - epsilon)
-        return self.weight * ops.sum(
-            kl_divergence_bernoulli(self.target, mean_activations)
-        )
+        penalty = self.weight * ops.sum(kl_divergence_bernoulli(self.target, mean_activations))
+        # Keras divides activity penalties by the batch each replica sees, B/R, and sums
+        # the replicas' losses scaled by 1/R. Right for a sum over images; this penalty is
+        # one number per batch, so that would make it R times stronger under R replicas.
+        return penalty / replicas_in_sync()
 
     def get_config(self):
         return {"weight": self.weight, "target": self.target}
@@ -228,8 +240,21 @@ class Sampling(keras.layers.Layer):
         self.kl_tracker.update_state(kl)
         if self.deterministic:
             return z_mean
-        epsilon = keras.random.normal(ops.shape(z_mean), seed=self.seed_generator)
-        return z_mean + ops.exp(0.5 * z_log_var) * epsilon
+        return z_mean + ops.exp(0.5 * z_log_var) * self._standard_normal(ops.shape(z_mean))
+
+    def _standard_normal(self, shape):
+        """ε ~ N(0, I). Under several ``tf.distribute`` replicas each replica gets its own
+        draw: the seed generator's state is the same on every replica, so without folding
+        in the replica id the i-th image of every replica's share would get the same ε."""
+        if replicas_in_sync() == 1:
+            return keras.random.normal(shape, seed=self.seed_generator)
+        import tensorflow as tf
+
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        seed = tf.random.experimental.stateless_fold_in(
+            tf.cast(self.seed_generator.next(), tf.int32), replica
+        )
+        return tf.random.stateless_normal(shape, seed=seed, dtype=self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape[0]

@@ -23,6 +23,7 @@ import keras
 import numpy as np
 
 from hml_vae import data as data_lib
+from hml_vae import distribute
 from hml_vae.config import Config
 from hml_vae.evaluation import evaluate_autoencoder
 from hml_vae.models.autoencoders import PIXELS, AutoencoderModels, build_stacked, check_sizes
@@ -210,22 +211,34 @@ def pretrain_and_evaluate(config: Config, run_dir: str | Path) -> dict:
                          f"{config.model!r}; train other models with scripts/train.py.")
     run_dir = Path(run_dir)
     check_run_dir_free(run_dir)
+    distribution = distribute.setup(config)  # before any tensor exists
+    if distribution.name == "multi_worker":
+        raise ValueError(
+            "greedy pretraining runs in one process (strategy default or mirrored); "
+            "multi_worker would need every level's predictions gathered across workers. "
+            "Use --strategy mirrored, or train --model stacked with scripts/train.py."
+        )
     data = data_lib.load_dataset(config.dataset, config.data_dir, config.limit,
                                  config.binarize, config.seed, config.download)
     keras.utils.set_random_seed(config.seed)
     codings = (*config.hidden, config.latent_dim)
     work_dir = prepare_work_dir(config, run_dir)
     print(f"Greedy pretraining of {codings} on {len(data.train)} {config.dataset} images "
-          f"from {data.source}; run directory {run_dir}", file=sys.stderr)
+          f"from {data.source}; {distribution.describe()}; run directory {run_dir}",
+          file=sys.stderr)
     started = time.perf_counter()
-    levels = pretrain_levels(data.train.images, data.valid.images, codings, config, work_dir)
-    models = stack_levels(levels)
-    stacked_metrics = evaluate_autoencoder(models, data)
     history_path = work_dir / "history.json"
-    if config.fine_tune_epochs:
-        fine_tune(models, data.train.images, data.valid.images, config, history_path)
-    else:
-        write_json(history_path, {})  # no fine-tuning: no epochs of the whole model
+    # Every model and optimizer below is created in the scope, so each level, the stack
+    # and its fine-tuning train on all replicas (--batch-size is the global batch).
+    with distribution.strategy.scope():
+        levels = pretrain_levels(data.train.images, data.valid.images, codings, config,
+                                 work_dir)
+        models = stack_levels(levels)
+        stacked_metrics = evaluate_autoencoder(models, data)
+        if config.fine_tune_epochs:
+            fine_tune(models, data.train.images, data.valid.images, config, history_path)
+        else:
+            write_json(history_path, {})  # no fine-tuning: no epochs of the whole model
     save_models(models, work_dir)
 
     metrics = evaluate_autoencoder(models, data)

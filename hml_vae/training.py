@@ -5,14 +5,25 @@ A run directory is built under ``<run_dir>.incomplete`` and renamed to ``run_dir
 when everything is written, so a directory at ``run_dir`` is always a finished run. An
 interrupted run keeps its ``.incomplete`` directory with ``checkpoints/``: running the same
 command again resumes at the last finished epoch (``keras.callbacks.BackupAndRestore``).
+SIGINT/SIGTERM let the current epoch and its checkpoint finish, then stop.
+
+Training runs under the config's ``tf.distribute`` strategy (:mod:`hml_vae.distribute`):
+models, optimizer and metrics are built in its scope and ``batch_size`` is the global
+batch. In a multi-worker cluster every worker trains, but only the chief writes the run
+directory; the others keep their checkpoints in a temporary directory they remove.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
+import shutil
+import signal
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,10 +31,11 @@ from pathlib import Path
 import keras
 
 from hml_vae import data as data_lib
+from hml_vae import distribute
 from hml_vae.config import VAE_MODELS, Config
-from hml_vae.errors import RunError
+from hml_vae.errors import Interrupted, RunError
 from hml_vae.evaluation import evaluate_autoencoder, evaluate_vae, family_metrics
-from hml_vae.models import build_models
+from hml_vae.models import build_models, load_saved_models
 from hml_vae.models.vae import BetaWarmup, check_images
 from hml_vae.plots import plot_run
 from hml_vae.runs import incomplete_dir, load_run
@@ -66,6 +78,61 @@ class HistoryWriter(keras.callbacks.Callback):
         for key, value in row.items():
             self.history.setdefault(key, []).append(value)
         write_json(self.path, self.history)
+
+
+class BackupUnlessDiverged(keras.callbacks.BackupAndRestore):
+    """``BackupAndRestore`` that does not back up an epoch whose loss is NaN or infinite, so
+    the checkpoint always holds the last epoch that finished sanely."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            return
+        super().on_epoch_end(epoch, logs)
+
+
+class StopOnSignal(keras.callbacks.Callback):
+    """On SIGINT or SIGTERM, lets the current epoch and its checkpoint finish, then stops.
+
+    Use it as a context manager around ``fit`` (it installs the handlers there and restores
+    the previous ones after). A second signal gets the previous handler: Ctrl-C twice stops
+    at once, and that epoch is redone on resume. ``received`` is the signal, or None.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        super().__init__()
+        self.received: signal.Signals | None = None
+        self._previous: dict = {}
+        self._epoch = 0
+
+    def __enter__(self) -> StopOnSignal:
+        if threading.current_thread() is threading.main_thread():  # Python's rule
+            self._previous = {number: signal.signal(number, self._handle)
+                              for number in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+        self._previous = {}
+
+    def _handle(self, number, frame) -> None:
+        self.received = signal.Signals(number)
+        self.__exit__()  # the next signal acts as it would without us
+        print(f"\n{self.received.name}: finishing epoch {self._epoch + 1} and its checkpoint, "
+              f"then stopping (send it again to stop at once).", file=sys.stderr, flush=True)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.received is not None:
+            self.model.stop_training = True
+        # A signal from now on is handled in the next epoch (stopping between epochs would
+        # make Keras train one batch and call that epoch finished).
+        self._epoch = epoch + 1
 
 
 def make_optimizer(config: Config) -> keras.optimizers.Optimizer:
@@ -147,8 +214,15 @@ def family_of(config: Config) -> Family:
 
 def make_callbacks(config: Config, work_dir: Path) -> list[keras.callbacks.Callback]:
     callbacks = [
-        keras.callbacks.BackupAndRestore(str(work_dir / "checkpoints")),
+        # History before the checkpoint: a kill between the two then leaves an epoch in the
+        # history that is redone (and rewritten) on resume, never a checkpointed epoch
+        # missing from the history.
         HistoryWriter(work_dir / "history.json"),
+        # Two generations, so a kill while the weights file is written falls back to the
+        # previous epoch; kept after fit (deleted when the run is finished) so that an
+        # interrupted evaluation resumes without retraining.
+        BackupUnlessDiverged(str(work_dir / "checkpoints"), double_checkpoint=True,
+                             delete_checkpoint=False),
         keras.callbacks.TerminateOnNaN(),
     ]
     if config.early_stopping_patience:
@@ -168,14 +242,22 @@ def check_run_dir_free(run_dir: Path) -> None:
         )
 
 
+def same_training(saved: Config, config: Config) -> bool:
+    """Whether two configs train the same model: they may differ in how (strategy, CPU
+    replicas), so a run interrupted on one machine can resume on another."""
+    how = {"strategy": config.strategy, "cpu_replicas": config.cpu_replicas}
+    return dataclasses.replace(saved, **how) == config
+
+
 def prepare_work_dir(config: Config, run_dir: Path) -> Path:
     """The ``.incomplete`` directory to build the run in: new, or an interrupted run of
     the same config to resume."""
     work_dir = incomplete_dir(run_dir)
     saved_config = work_dir / "config.json"
     if work_dir.exists():
-        if saved_config.exists() and Config.load(saved_config) == config:
+        if saved_config.exists() and same_training(Config.load(saved_config), config):
             print(f"Resuming the interrupted run in {work_dir}", file=sys.stderr)
+            config.save(saved_config)  # the strategy it now runs under
             return work_dir
         raise RunError(
             f"{work_dir} holds an interrupted run with a different config. Re-run it with "
@@ -186,13 +268,32 @@ def prepare_work_dir(config: Config, run_dir: Path) -> Path:
     return work_dir
 
 
+@contextlib.contextmanager
+def worker_dir(run_dir: Path, task: distribute.ClusterTask):
+    """A temporary run directory for a non-chief worker, removed afterwards.
+
+    Keras writes checkpoints on every worker; only the chief's are the run's. When the
+    chief's interrupted run is visible here (a shared file system, or one machine), its
+    checkpoint is copied in so that this worker resumes at the same epoch as the chief.
+    """
+    path = Path(tempfile.mkdtemp(prefix=f"hml_vae-{task.type}{task.index}-"))
+    try:
+        chief_checkpoints = incomplete_dir(run_dir) / "checkpoints"
+        if chief_checkpoints.is_dir():
+            shutil.copytree(chief_checkpoints, path / "checkpoints")
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def check_finite_losses(losses: list[float], history_path: Path) -> None:
     """Raises RunError when training diverged (a loss is NaN or infinite)."""
     if any(not math.isfinite(loss) for loss in losses):
         raise RunError(
-            f"training diverged: the loss became {losses[-1]} in epoch {len(losses)}, so no "
-            f"model was saved. Lower --learning-rate or check the data. Partial history: "
-            f"{history_path}."
+            f"training diverged: the loss became {losses[-1]} in epoch {len(losses)} "
+            f"(TerminateOnNaN stopped it), so no model was saved. Lower --learning-rate or "
+            f"check the data, and train into another --output (or remove "
+            f"{history_path.parent}). Partial history: {history_path}."
         )
 
 
@@ -203,6 +304,73 @@ def save_models(models, work_dir: Path) -> None:
     models.decoder.save(work_dir / "decoder.keras")
 
 
+def make_training_data(config: Config, data: data_lib.Dataset, replicas: int = 1):
+    """The training and validation pipelines for ``model.fit``.
+
+    Under a strategy the batches are global (split across ``replicas``) and sharded by
+    DATA; a last batch with fewer images than replicas is dropped (see
+    :func:`hml_vae.distribute.drops_remainder`).
+    """
+
+    def pipeline(images, **kwargs):
+        drop = distribute.drops_remainder(len(images), config.batch_size, replicas)
+        dataset = data_lib.make_pipeline(images, config.batch_size, drop_remainder=drop,
+                                         **kwargs)
+        return dataset.with_options(distribute.distribute_options()) if replicas > 1 else dataset
+
+    train = pipeline(data.train.images, shuffle=True, seed=config.seed, binarize=config.binarize)
+    # With dynamic binarization, load_dataset has drawn the validation images once.
+    return train, pipeline(data.valid.images)
+
+
+def build_and_compile(config: Config, strategy=None):
+    """The config's models, compiled; built in ``strategy``'s scope (the default: none).
+
+    Models, optimizer and metrics must be created in the scope so that their variables
+    are mirrored across the replicas.
+    """
+    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
+    with scope:
+        models = build_models(config)
+        family_of(config).compile(config, models.whole)
+    return models
+
+
+def fit(config: Config, model: keras.Model, train, valid, work_dir: Path):
+    """``model.fit`` with the run's callbacks; SIGINT/SIGTERM stop after the current epoch.
+
+    Returns:
+        (the Keras history, the signal that stopped training or None).
+    """
+    with StopOnSignal() as stopper:
+        history = model.fit(
+            train,
+            validation_data=valid,
+            epochs=config.epochs,
+            # Family callbacks first: what they add to the logs (β) reaches HistoryWriter.
+            callbacks=family_of(config).callbacks(config) + make_callbacks(config, work_dir)
+            + [stopper],
+            shuffle=False,  # the pipeline shuffles, with the run's seed
+            verbose=1 if sys.stdout.isatty() else 2,  # 2: one line per epoch in logs
+        )
+    return history, stopper.received
+
+
+def check_not_interrupted(received, config: Config, work_dir: Path, chief: bool) -> None:
+    """Raises :class:`Interrupted` saying how to resume when a signal stopped training."""
+    if received is None:
+        return
+    history_path = work_dir / "history.json"
+    history = json.loads(history_path.read_text()) if history_path.exists() else {}
+    done = len(history.get("epoch", []))
+    where = work_dir / "checkpoints" if chief else "the chief's run directory"
+    raise Interrupted(
+        f"{received.name} stopped training after epoch {done} of {config.epochs}; its "
+        f"checkpoint is in {where}. Run the same command again to resume at epoch "
+        f"{done + 1}.", received.value,
+    )
+
+
 def train_and_evaluate(config: Config, run_dir: str | Path) -> dict:
     """Trains ``config.model``, evaluates it and writes the run directory.
 
@@ -211,14 +379,18 @@ def train_and_evaluate(config: Config, run_dir: str | Path) -> dict:
         run_dir: where the finished run goes; must not exist yet.
 
     Returns:
-        The metrics written to ``metrics.json``.
+        The metrics written to ``metrics.json``; empty on a non-chief worker of a
+        multi-worker cluster, which trains but writes no run directory.
 
     Raises:
-        DataError / ValueError: bad data or config, before anything is written.
+        DataError / ValueError: bad data, config, TF_CONFIG or strategy, before training.
         RunError: the run directory exists, or training diverged (NaN loss).
+        Interrupted: SIGINT/SIGTERM stopped training after a checkpointed epoch.
     """
     run_dir = Path(run_dir)
     check_run_dir_free(run_dir)  # before loading data: fail fast
+    # Before any tensor exists: logical devices and collective ops are start-up settings.
+    distribution = distribute.setup(config)
     data = data_lib.load_dataset(
         config.dataset, config.data_dir, config.limit, config.binarize, config.seed,
         config.download,
@@ -226,32 +398,31 @@ def train_and_evaluate(config: Config, run_dir: str | Path) -> dict:
     family = family_of(config)
     for split in (data.train, data.valid, data.test):
         family.check_images(config, split.images)
-    keras.utils.set_random_seed(config.seed)
-    models = build_models(config)
-    model = models.whole
-    family.compile(config, model)
+    keras.utils.set_random_seed(config.seed)  # the same initial weights on every worker
+    models = build_and_compile(config, distribution.strategy)
+    train, valid = make_training_data(config, data, distribution.replicas)
 
-    train = data_lib.make_pipeline(
-        data.train.images, config.batch_size, shuffle=True, seed=config.seed,
-        binarize=config.binarize,
-    )
-    # With dynamic binarization, load_dataset has drawn the validation images once.
-    valid = data_lib.make_pipeline(data.valid.images, config.batch_size)
+    if not distribution.is_chief:
+        with worker_dir(run_dir, distribution.task) as work_dir:
+            print(f"{distribution.describe()}; checkpoints in {work_dir} (removed at the "
+                  f"end); the chief writes {run_dir}", file=sys.stderr)
+            history, received = fit(config, models.whole, train, valid, work_dir)
+            check_not_interrupted(received, config, work_dir, chief=False)
+            check_finite_losses(history.history.get("loss", []), work_dir / "history.json")
+        return {}
 
     work_dir = prepare_work_dir(config, run_dir)
     print(f"Training {config.model} on {len(data.train)} {config.dataset} images from "
-          f"{data.source}; run directory {run_dir}", file=sys.stderr)
-    history = model.fit(
-        train,
-        validation_data=valid,
-        epochs=config.epochs,
-        # Family callbacks first: what they add to the logs (β) reaches HistoryWriter.
-        callbacks=family.callbacks(config) + make_callbacks(config, work_dir),
-        shuffle=False,  # the pipeline shuffles, with the run's seed
-        verbose=1 if sys.stdout.isatty() else 2,  # 2: one line per epoch in logs
-    )
+          f"{data.source}; {distribution.describe()}; run directory {run_dir}",
+          file=sys.stderr)
+    history, received = fit(config, models.whole, train, valid, work_dir)
+    check_not_interrupted(received, config, work_dir, chief=True)
     check_finite_losses(history.history.get("loss", []), work_dir / "history.json")
     save_models(models, work_dir)
+    if distribution.name != "default":
+        # Evaluate on one device, outside the strategy: under multi_worker, predict() would
+        # wait for collectives from workers that have finished.
+        models = load_saved_models(config, work_dir)
     recorded = json.loads((work_dir / "history.json").read_text())
     metrics = family.evaluate(config, models, data)
     metrics.update(
@@ -260,11 +431,14 @@ def train_and_evaluate(config: Config, run_dir: str | Path) -> dict:
         epochs_trained=len(recorded.get("epoch", [])),
         train_images=len(data.train),
         data_source=data.source,
+        strategy=distribution.name,
+        replicas=distribution.replicas,
     )
     write_json(work_dir / "metrics.json", metrics)
     failures = plot_run(work_dir, config, models, data, recorded, metrics)
     for name, why in failures.items():
         print(f"warning: figure {name} could not be made: {why}", file=sys.stderr)
+    shutil.rmtree(work_dir / "checkpoints", ignore_errors=True)  # the run is finished
     work_dir.rename(run_dir)
     return metrics
 

@@ -4,6 +4,7 @@ codings of the one before, stack them, optionally fine-tune, evaluate, write a r
     python scripts/pretrain_greedy.py --codings 100,30 --output runs/greedy
     python scripts/pretrain_greedy.py --codings 100,30 --fine-tune-epochs 10 --output RUN
     python scripts/pretrain_greedy.py --preset tiny --limit 1000 --output RUN
+    python scripts/pretrain_greedy.py --strategy mirrored --cpu-replicas 2 --output RUN
 
 --epochs trains each level. The run directory is the same as scripts/train.py's (config.json,
 model.keras, encoder.keras, decoder.keras, history.json = fine-tuning epochs, metrics.json)
@@ -18,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from any checkout
 
-from hml_vae import cli  # noqa: E402
+from hml_vae import cli, distribute  # noqa: E402
 from hml_vae.config import PRESETS, STRATEGIES, make_config  # noqa: E402
 from hml_vae.data import BINARIZATIONS, DATASETS  # noqa: E402
 
@@ -42,7 +43,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=cli.positive_int)
     parser.add_argument("--learning-rate", type=cli.positive_float)
     parser.add_argument("--seed", type=int)
-    parser.add_argument("--strategy", choices=STRATEGIES)
+    parser.add_argument("--strategy", choices=[name for name in STRATEGIES
+                                               if name != "multi_worker"],
+                        help="default, mirrored (all GPUs or --cpu-replicas) or auto "
+                        "(default: default)")
+    parser.add_argument("--cpu-replicas", type=cli.positive_int,
+                        help="split the CPU into N logical devices for --strategy mirrored")
     return parser.parse_args(argv)
 
 
@@ -56,6 +62,9 @@ def main(argv=None) -> None:
         args.update(hidden=codings[:-1], latent_dim=codings[-1])
     config = make_config("greedy", preset, **args)
     print(f"config: {config.to_json()}", file=sys.stderr)
+    # TF_CONFIG and the strategy options, checked before TensorFlow is imported.
+    distribute.resolve_strategy(config.strategy, distribute.read_tf_config(),
+                                config.cpu_replicas)
 
     from hml_vae.pretraining import pretrain_and_evaluate  # imports TensorFlow
 

@@ -10,11 +10,16 @@
     python scripts/train.py --model conv --output runs/conv
     python scripts/train.py --model denoising --noise gaussian --noise-stddev 0.2 --output RUN
     python scripts/train.py --model sparse --sparsity l1 --sparsity-weight 1e-4 --output RUN
+    python scripts/train.py --model vae --strategy mirrored --cpu-replicas 2 --output RUN
+    TF_CONFIG='{"cluster": {"worker": ["h0:2222", "h1:2222"]}, "task": {"type": "worker",
+        "index": 0}}' python scripts/train.py --model vae --strategy multi_worker --output RUN
+    python scripts/launch_local_cluster.py --workers 2 -- --model vae --output RUN
 
 Greedy layer-wise pretraining has its own script, scripts/pretrain_greedy.py.
 
 The run directory holds config.json, model.keras, encoder.keras, decoder.keras,
 history.json and metrics.json (see README). It appears only when the run has finished.
+Re-running the same command after an interruption resumes at the last finished epoch.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from any checkout
 
-from hml_vae import cli  # noqa: E402
+from hml_vae import cli, distribute  # noqa: E402
 from hml_vae.config import (  # noqa: E402
     LEARNED_SIGMA,
     LIKELIHOODS,
@@ -87,7 +92,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--patience", type=cli.positive_int, dest="early_stopping_patience",
                         help="early stopping patience in epochs (default: none)")
     parser.add_argument("--seed", type=int)
-    parser.add_argument("--strategy", choices=STRATEGIES)
+    parser.add_argument("--strategy", choices=STRATEGIES,
+                        help="tf.distribute strategy: auto (multi_worker under a TF_CONFIG "
+                        "cluster, mirrored with several GPUs or --cpu-replicas), default, "
+                        "mirrored, multi_worker (default: default)")
+    parser.add_argument("--cpu-replicas", type=cli.positive_int,
+                        help="split the CPU into N logical devices for --strategy mirrored "
+                        "(default: 1)")
     parser.add_argument("--no-plots", action="store_false", default=None, dest="make_plots",
                         help="skip the figures (scripts/plot.py draws them later)")
     add_family_arguments(parser)
@@ -120,10 +131,16 @@ def main(argv=None) -> None:
     model, preset, output = args.pop("model"), args.pop("preset"), args.pop("output")
     config = make_config(model, preset, **args)
     print(f"config: {config.to_json()}", file=sys.stderr)
+    # TF_CONFIG and the strategy options, checked before TensorFlow is imported.
+    distribute.resolve_strategy(config.strategy, distribute.read_tf_config(),
+                                config.cpu_replicas)
 
     from hml_vae.training import train_and_evaluate  # imports TensorFlow: after validation
 
     metrics = train_and_evaluate(config, output)
+    if not metrics:
+        print(f"worker finished; the chief writes the run directory {output}")
+        return
     if "test_neg_elbo" in metrics:
         print(f"test -ELBO {metrics['test_neg_elbo']:.2f} nats/image (reconstruction "
               f"{metrics['test_reconstruction_nll']:.2f} + KL {metrics['test_kl']:.2f}); "

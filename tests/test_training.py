@@ -107,3 +107,21 @@ def test_history_writer_keeps_each_epoch_once_after_a_resume(tmp_path):
     writer.on_epoch_end(2, {"loss": 1.4})
     assert json.loads(path.read_text())["epoch"] == [1, 2, 3]
     assert json.loads(path.read_text())["loss"] == [3.0, 2.0, 1.4]
+
+
+def test_a_run_may_resume_under_another_strategy_but_not_another_model():
+    config = tiny_config()
+    assert training.same_training(config, tiny_config(strategy="mirrored", cpu_replicas=2))
+    assert not training.same_training(config, tiny_config(epochs=3))
+
+
+def test_a_diverged_epoch_is_not_checkpointed(tmp_path):
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    backup = training.BackupUnlessDiverged(str(tmp_path / "checkpoints"))
+    backup.set_model(model)
+    backup.on_epoch_end(0, {"loss": float("nan")})
+    assert not (tmp_path / "checkpoints").exists()
+    backup.on_epoch_end(0, {"loss": 0.5})
+    assert json.loads((tmp_path / "checkpoints" / "training_metadata.json").read_text())[
+        "epoch"] == 1

@@ -1,0 +1,338 @@
+"""Which ``tf.distribute`` strategy a run trains under, and the cluster described by TF_CONFIG.
+
+TF_CONFIG is TensorFlow's own way to describe a multi-worker cluster (Kubernetes operators,
+Vertex AI and ``scripts/launch_local_cluster.py`` all set it)::
+
+    {"cluster": {"worker": ["host0:12345", "host1:12345"]},
+     "task": {"type": "worker", "index": 0}}
+
+The checks here are pure and import no TensorFlow, so a malformed TF_CONFIG or an
+impossible combination of options fails before TensorFlow starts; :func:`make_strategy`
+then builds the strategy (and must run before TensorFlow's runtime is initialised: logical
+CPU devices and collective ops can only be configured at start-up).
+
+Example:
+    >>> task = read_tf_config({"TF_CONFIG": '{"cluster": {"worker": ["127.0.0.1:2222"]},'
+    ...                        ' "task": {"type": "worker", "index": 0}}'})
+    >>> task.is_chief, task.num_workers
+    (True, 1)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Mapping
+
+# MultiWorkerMirroredStrategy uses these task types; "ps" and "evaluator" belong to other
+# strategies (parameter servers, side-car evaluation) that hml_vae does not use.
+TRAINING_TASK_TYPES = ("chief", "worker")
+TF_CONFIG_EXAMPLE = (
+    '{"cluster": {"worker": ["host0:12345", "host1:12345"]}, '
+    '"task": {"type": "worker", "index": 0}}'
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterTask:
+    """This process's place in a TF_CONFIG cluster.
+
+    Attributes:
+        type: ``chief`` or ``worker``.
+        index: position in ``cluster[type]``.
+        cluster: task type -> list of ``host:port`` addresses.
+    """
+
+    type: str
+    index: int
+    cluster: dict[str, tuple[str, ...]]
+
+    @property
+    def num_workers(self) -> int:
+        """Processes that train (chief and workers)."""
+        return sum(len(self.cluster.get(kind, ())) for kind in TRAINING_TASK_TYPES)
+
+    @property
+    def is_chief(self) -> bool:
+        """TensorFlow's rule: the ``chief`` task if there is one, else worker 0."""
+        if "chief" in self.cluster:
+            return self.type == "chief"
+        return self.type == "worker" and self.index == 0
+
+    @property
+    def name(self) -> str:
+        return f"{self.type} {self.index}"
+
+
+def _tf_config_error(problem: str, text: str) -> ValueError:
+    shown = text if len(text) <= 200 else text[:200] + "..."
+    return ValueError(
+        f"TF_CONFIG {problem}. Got: {shown!r}. Expected JSON such as {TF_CONFIG_EXAMPLE}; "
+        f"fix the variable, or unset it to train in one process."
+    )
+
+
+def _check_address(address, kind: str, text: str) -> str:
+    host, _, port = str(address).rpartition(":")
+    if not isinstance(address, str) or not host or not port.isdigit():
+        raise _tf_config_error(
+            f"lists {address!r} in cluster[{kind!r}], which is not a host:port address", text
+        )
+    return address
+
+
+def parse_tf_config(text: str) -> ClusterTask:
+    """The cluster and task of a TF_CONFIG value.
+
+    Args:
+        text: the JSON string of the TF_CONFIG environment variable.
+
+    Returns:
+        This process's :class:`ClusterTask`.
+
+    Raises:
+        ValueError: bad JSON, no ``cluster`` or ``task``, a task type that does not train
+            or is not in the cluster, an index out of range, a malformed address.
+    """
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise _tf_config_error(f"is not valid JSON ({error})", text) from None
+    if not isinstance(value, dict):
+        raise _tf_config_error("must be a JSON object", text)
+    cluster = value.get("cluster")
+    if not isinstance(cluster, dict) or not cluster:
+        raise _tf_config_error('has no "cluster" (task type -> list of host:port)', text)
+    checked = {}
+    for kind, addresses in cluster.items():
+        if not isinstance(addresses, list) or not addresses:
+            raise _tf_config_error(f"cluster[{kind!r}] must be a non-empty list", text)
+        checked[kind] = tuple(_check_address(address, kind, text) for address in addresses)
+    task = value.get("task")
+    if not isinstance(task, dict) or "type" not in task or "index" not in task:
+        raise _tf_config_error('has no "task" with a "type" and an "index"', text)
+    kind, index = task["type"], task["index"]
+    if kind not in TRAINING_TASK_TYPES:
+        raise _tf_config_error(
+            f"gives task type {kind!r}; MultiWorkerMirroredStrategy trains with "
+            f"{' and '.join(TRAINING_TASK_TYPES)} tasks only", text
+        )
+    if kind not in checked:
+        raise _tf_config_error(f"gives task type {kind!r}, which the cluster does not list",
+                               text)
+    if isinstance(index, bool) or not isinstance(index, int) or not (
+        0 <= index < len(checked[kind])
+    ):
+        raise _tf_config_error(
+            f"gives task index {index!r}, out of range for the {len(checked[kind])} "
+            f"{kind} address(es) of the cluster (0..{len(checked[kind]) - 1})", text
+        )
+    unused = sorted(set(checked) - set(TRAINING_TASK_TYPES))
+    if unused:
+        raise _tf_config_error(
+            f"lists task types {unused} that MultiWorkerMirroredStrategy does not use", text
+        )
+    if len(checked.get("chief", ())) > 1:
+        raise _tf_config_error("lists more than one chief", text)
+    return ClusterTask(type=kind, index=index, cluster=checked)
+
+
+def read_tf_config(environ: Mapping[str, str] | None = None) -> ClusterTask | None:
+    """This process's task from the TF_CONFIG variable, or None when it is unset or empty."""
+    text = (os.environ if environ is None else environ).get("TF_CONFIG", "")
+    if not text.strip():
+        return None
+    return parse_tf_config(text)
+
+
+def resolve_strategy(requested: str, task: ClusterTask | None, cpu_replicas: int = 1,
+                     gpu_count: int = 0) -> str:
+    """The strategy a run uses, ``auto`` resolved, after checking the combination makes sense.
+
+    Args:
+        requested: ``auto``, ``default``, ``mirrored`` or ``multi_worker``.
+        task: from :func:`read_tf_config`.
+        cpu_replicas: logical CPU devices asked for.
+        gpu_count: GPUs this process sees.
+
+    Returns:
+        ``default``, ``mirrored`` or ``multi_worker``.
+
+    Raises:
+        ValueError: a cluster without ``multi_worker`` (every process would train alone and
+            write the same run), ``multi_worker`` without a cluster, or ``--cpu-replicas``
+            with a strategy that does not use it.
+    """
+    clustered = task is not None and task.num_workers > 1
+    if requested == "auto":
+        if clustered:
+            requested = "multi_worker"
+        elif gpu_count > 1 or cpu_replicas > 1:
+            requested = "mirrored"
+        else:
+            requested = "default"
+    if clustered and requested != "multi_worker":
+        raise ValueError(
+            f"TF_CONFIG describes a cluster of {task.num_workers} workers but --strategy is "
+            f"{requested!r}, which would train {task.num_workers} separate models. Use "
+            f"--strategy multi_worker (or auto), or unset TF_CONFIG."
+        )
+    if requested == "multi_worker" and task is None:
+        raise ValueError(
+            "--strategy multi_worker needs TF_CONFIG to describe the cluster (see README, "
+            "'Distributed training and resuming'); on one machine, "
+            "scripts/launch_local_cluster.py --workers 2 -- <train args> sets it for you."
+        )
+    if cpu_replicas > 1 and requested != "mirrored":
+        raise ValueError(
+            f"--cpu-replicas {cpu_replicas} splits this process's CPU for --strategy "
+            f"mirrored, but the strategy is {requested!r}. Use --strategy mirrored (or auto), "
+            f"or drop --cpu-replicas (multi_worker uses one CPU device per worker)."
+        )
+    return requested
+
+
+def check_global_batch(batch_size: int, replicas: int) -> None:
+    """Raises ValueError unless every replica gets at least one image of each batch."""
+    if batch_size < replicas:
+        raise ValueError(
+            f"--batch-size is the global batch, split across {replicas} replicas; "
+            f"{batch_size} leaves some replicas without images. Pass --batch-size of at "
+            f"least {replicas} (a multiple of {replicas} splits evenly)."
+        )
+
+
+def drops_remainder(examples: int, batch_size: int, replicas: int) -> bool:
+    """Whether the last, partial batch must be dropped: when it has fewer images than
+    replicas, some replica would average a loss over no images (NaN)."""
+    remainder = examples % batch_size
+    return replicas > 1 and 0 < remainder < replicas
+
+
+# --- TensorFlow ---------------------------------------------------------------------------
+
+
+def configure_cpu_replicas(count: int) -> None:
+    """Splits the first CPU into ``count`` logical devices (for ``mirrored`` without GPUs).
+
+    Must run before TensorFlow's runtime is initialised; a second call with the same count
+    is a no-op.
+
+    Raises:
+        ValueError: ``count`` < 1, or TensorFlow already started with another device layout.
+    """
+    import tensorflow as tf
+
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"cpu replicas must be a whole number >= 1, got {count!r}.")
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    current = tf.config.get_logical_device_configuration(cpu)
+    if len(current or [None]) == count:
+        return
+    try:
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(count)]
+        )
+    except RuntimeError as error:
+        raise ValueError(
+            f"cannot split the CPU into {count} devices: TensorFlow has already started "
+            f"({error}). Pass --cpu-replicas on the command line, or call "
+            f"configure_cpu_replicas before anything else uses TensorFlow."
+        ) from None
+
+
+def make_strategy(name: str, cpu_replicas: int = 1):
+    """The ``tf.distribute.Strategy`` called ``name`` (resolved by :func:`resolve_strategy`).
+
+    ``mirrored`` uses every GPU, or the ``cpu_replicas`` logical CPUs when there is no GPU;
+    ``multi_worker`` reads TF_CONFIG and applies :mod:`hml_vae.compat` where the installed
+    Keras needs it. Call it before building any model or tensor.
+    """
+    import tensorflow as tf
+
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        if cpu_replicas > 1:
+            configure_cpu_replicas(cpu_replicas)
+        devices = None
+        if not tf.config.list_physical_devices("GPU"):
+            devices = [device.name for device in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices=devices)
+    if name == "multi_worker":
+        from hml_vae import compat
+
+        compat.patch_multi_worker_fit()
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"unknown strategy {name!r}; expected default, mirrored or multi_worker.")
+
+
+def gpu_count() -> int:
+    """GPUs TensorFlow sees (listing them does not initialise the runtime)."""
+    import tensorflow as tf
+
+    return len(tf.config.list_physical_devices("GPU"))
+
+
+@dataclasses.dataclass(frozen=True)
+class Distribution:
+    """The strategy a run trains under and this process's part in it.
+
+    Attributes:
+        name: ``default``, ``mirrored`` or ``multi_worker`` (``auto`` resolved).
+        strategy: the ``tf.distribute.Strategy``.
+        task: this process's cluster task (multi_worker only), else None.
+    """
+
+    name: str
+    strategy: object
+    task: ClusterTask | None = None
+
+    @property
+    def replicas(self) -> int:
+        """Replicas in sync: the global batch is split into this many parts."""
+        return self.strategy.num_replicas_in_sync
+
+    @property
+    def is_chief(self) -> bool:
+        """Whether this process writes the run directory."""
+        return self.task is None or self.task.is_chief
+
+    def describe(self) -> str:
+        text = f"strategy {self.name} with {self.replicas} replica(s)"
+        if self.task is not None:
+            role = "chief" if self.task.is_chief else "not the chief"
+            text += f"; {self.task.name} of {self.task.num_workers} workers ({role})"
+        return text
+
+
+def setup(config, environ: Mapping[str, str] | None = None) -> Distribution:
+    """Checks the config's strategy against TF_CONFIG and builds it.
+
+    Call it before anything else uses TensorFlow (see :func:`make_strategy`).
+
+    Raises:
+        ValueError: malformed TF_CONFIG, an impossible combination (see
+            :func:`resolve_strategy`), or a global batch smaller than the replica count.
+    """
+    task = read_tf_config(environ)
+    name = resolve_strategy(config.strategy, task, config.cpu_replicas, gpu_count())
+    strategy = make_strategy(name, config.cpu_replicas)
+    distribution = Distribution(name, strategy, task if name == "multi_worker" else None)
+    check_global_batch(config.batch_size, distribution.replicas)
+    return distribution
+
+
+def distribute_options():
+    """``tf.data.Options`` for in-memory data under a strategy: shard by DATA.
+
+    The images come from ``from_tensor_slices`` (no files), so AUTO would try file
+    sharding, fail and fall back with a warning; DATA is what it falls back to: every
+    worker runs the (same-seeded) pipeline and keeps its share of each global batch.
+    """
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return options
