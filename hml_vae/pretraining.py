@@ -33,6 +33,7 @@ from hml_vae.training import (
     check_finite_losses,
     check_run_dir_free,
     make_optimizer,
+    speed_options,
     prepare_work_dir,
     save_models,
     write_json,
@@ -76,7 +77,7 @@ def train_level(model: keras.Model, inputs: np.ndarray, valid_inputs: np.ndarray
     Returns:
         The Keras history (loss and val_loss per epoch).
     """
-    model.compile(optimizer=make_optimizer(config), loss="mse")
+    model.compile(optimizer=make_optimizer(config), loss="mse", **speed_options(config))
     feature_shape = inputs.shape[1:]
     train = data_lib.make_pipeline(inputs, config.batch_size, shuffle=True, seed=config.seed,
                                    image_shape=feature_shape)
@@ -150,7 +151,8 @@ def stack_levels(levels: list[keras.Model]) -> AutoencoderModels:
 def fine_tune(models: AutoencoderModels, images: np.ndarray, valid_images: np.ndarray,
               config: Config, history_path: Path) -> dict:
     """Trains the stacked autoencoder end to end for ``config.fine_tune_epochs`` epochs."""
-    models.autoencoder.compile(optimizer=make_optimizer(config), loss="mse")
+    models.autoencoder.compile(optimizer=make_optimizer(config), loss="mse",
+                               **speed_options(config))
     train = data_lib.make_pipeline(images, config.batch_size, shuffle=True, seed=config.seed)
     valid = data_lib.make_pipeline(valid_images, config.batch_size)
     history = models.autoencoder.fit(

@@ -99,6 +99,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--cpu-replicas", type=cli.positive_int,
                         help="split the CPU into N logical devices for --strategy mirrored "
                         "(default: 1)")
+    parser.add_argument("--steps-per-execution", type=cli.positive_int,
+                        help="training steps per call into the compiled graph (default 32; "
+                        "1 is Keras' default)")
+    parser.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, default=None,
+                        help="compile the training step with XLA (default: off)")
     parser.add_argument("--no-plots", action="store_false", default=None, dest="make_plots",
                         help="skip the figures (scripts/plot.py draws them later)")
     add_family_arguments(parser)
