@@ -174,8 +174,15 @@ def _no_check(config: Config, images) -> None:
 
 
 def speed_options(config: Config) -> dict:
-    """``compile`` arguments that make training fast without changing what it computes."""
-    return {"steps_per_execution": config.steps_per_execution,
+    """``compile`` arguments that make training fast without changing what it computes.
+
+    Under a ``tf.distribute`` strategy (compiling in its scope) one step per execution:
+    Keras 3.15's multi-step loop fails on a distributed dataset iterator.
+    """
+    import tensorflow as tf
+
+    distributed = tf.distribute.has_strategy()
+    return {"steps_per_execution": 1 if distributed else config.steps_per_execution,
             "jit_compile": config.jit_compile}
 
 
