@@ -33,9 +33,9 @@ from hml_vae.training import (
     check_finite_losses,
     check_run_dir_free,
     make_optimizer,
-    speed_options,
     prepare_work_dir,
     save_models,
+    speed_options,
     write_json,
 )
 
