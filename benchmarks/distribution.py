@@ -19,10 +19,8 @@ with the machine. Times on a shared machine are noisy: read the ratios of one ru
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -33,6 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from any checkout
 
+from benchmarks.machine import describe_machine  # noqa: E402
 from hml_vae import cli  # noqa: E402
 
 # (name, script, script arguments before --, train arguments)
@@ -55,25 +54,6 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="seconds per setup before it is stopped (default: 1800)")
     parser.add_argument("--results-dir", type=Path, default=REPO / "benchmarks" / "results")
     return parser.parse_args(argv)
-
-
-def machine() -> dict:
-    """Where the numbers were measured (load average: how shared the machine was)."""
-    import keras
-    import tensorflow as tf
-
-    return {
-        "host": platform.node(),
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "gpus": len(tf.config.list_physical_devices("GPU")),
-        "load_average_at_start": os.getloadavg(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
 
 
 def run_setup(name: str, script: str, before: list[str], train_args: list[str],
@@ -139,7 +119,7 @@ def markdown(header: dict, rows: list[dict]) -> str:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    header = {"limit": args.limit, "epochs": args.epochs, "machine": machine()}
+    header = {"limit": args.limit, "epochs": args.epochs, "machine": describe_machine()}
     rows = []
     with tempfile.TemporaryDirectory(prefix="hml_vae-distribution-") as runs_dir:
         for name, script, before, train_args in SETUPS:

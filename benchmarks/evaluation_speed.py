@@ -24,7 +24,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.throughput import RESULTS, machine  # noqa: E402
+from benchmarks.machine import describe_machine  # noqa: E402
+from benchmarks.throughput import RESULTS  # noqa: E402
 
 
 def per_image_loop(models, images, samples: int, seed: int) -> np.ndarray:
@@ -81,7 +82,7 @@ def main(argv=None) -> int:
     vectorised_mean = float(np.mean(terms["nll_iwae"][: len(loop_images)]))
 
     report = {
-        "machine": machine(),
+        "machine": describe_machine(),
         "samples_k": args.samples, "images": len(images),
         "vectorised_seconds": vectorised_seconds,
         "per_image_loop_seconds_extrapolated": loop_seconds,
@@ -96,7 +97,7 @@ def main(argv=None) -> int:
     (RESULTS / f"evaluation_speed{suffix}.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [
         "# Importance-weighted −log p(x): evaluation speed", "",
-        f"Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores. Dense VAE "
+        f"Machine: {report['machine']['cpu']}, {report['machine']['cpu_count']} cores. Dense VAE "
         f"784-400-20, K = {args.samples}, {len(images):,} binarized test images.", "",
         "| implementation | seconds |", "|---|---|",
         f"| hml_vae (vectorised over samples, chunked, log-sum-exp) | {vectorised_seconds:.1f} |",

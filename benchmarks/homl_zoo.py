@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -26,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from any checkout
 
+from benchmarks.machine import describe_machine  # noqa: E402
 from hml_vae import cli  # noqa: E402
 from hml_vae.config import MODELS, make_config  # noqa: E402
 
@@ -62,23 +61,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--runs-dir", type=Path,
                         help="keep each family's run directory here (default: discard)")
     return parser.parse_args(argv)
-
-
-def machine() -> dict:
-    """Where the numbers were measured."""
-    import keras
-    import tensorflow as tf
-
-    return {
-        "host": platform.node(),
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "gpus": len(tf.config.list_physical_devices("GPU")),
-    }
 
 
 def recipe(config) -> str:
@@ -137,7 +119,7 @@ def markdown(rows: list[dict], header: dict) -> str:
     lines = [
         "# HOML ch. 17 autoencoders on Fashion-MNIST",
         "",
-        f"Measured {header['date']} on {host['host']} ({host['processor']}, "
+        f"Measured {header['date']} on {host['host']} ({host['cpu']}, "
         f"{host['cpu_count']} CPUs, {host['gpus']} GPUs; TensorFlow {host['tensorflow']}, "
         f"Keras {host['keras']}). {settings}.",
         "",
@@ -177,7 +159,7 @@ def main(argv=None) -> None:
         raise ValueError(f"families {missing} are not models of this hml_vae version.")
     header = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": machine(),
+        "machine": describe_machine(),
         "limit": args.limit,
         "epochs": args.epochs,
         "command": " ".join(["python", *sys.argv]),

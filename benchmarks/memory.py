@@ -22,7 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.throughput import RESULTS, machine  # noqa: E402
+from benchmarks.machine import describe_machine  # noqa: E402
+from benchmarks.throughput import RESULTS  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,14 +43,14 @@ def main(argv=None) -> int:
         print(result.stderr[-3000:], file=sys.stderr)
         return 1
     peak_bytes = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # KiB on Linux
-    report = {"machine": machine(), "model": args.model, "preset": "default",
+    report = {"machine": describe_machine(), "model": args.model, "preset": "default",
               "epochs": args.epochs, "peak_rss_bytes": peak_bytes, "wall_seconds": seconds,
               "command": " ".join(command[1:-2])}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "memory.json").write_text(json.dumps(report, indent=2) + "\n")
     text = (f"# Peak memory of a training run\n\n`{report['command']}` (train, evaluate, "
             f"figures): peak resident memory **{peak_bytes / 2**30:.2f} GiB**, "
-            f"{seconds:.0f} s, on {report['machine']['cpu']} ({report['machine']['cores']} "
+            f"{seconds:.0f} s, on {report['machine']['cpu']} ({report['machine']['cpu_count']} "
             f"cores).\n")
     (RESULTS / "memory.md").write_text(text)
     print(text)

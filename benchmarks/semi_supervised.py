@@ -180,7 +180,7 @@ def main(argv=None) -> None:
     unknown = sorted(set(names) - set(ENCODERS))
     if unknown:
         raise ValueError(f"unknown encoders {unknown}; expected some of {', '.join(ENCODERS)}.")
-    from benchmarks.vae_likelihood import machine_description
+    from benchmarks.machine import describe_machine
     from hml_vae.semi_supervised import ExperimentSettings
 
     optional = {"frozen_epochs": args.epochs, "fine_tune_epochs": args.epochs,
@@ -215,7 +215,7 @@ def main(argv=None) -> None:
         ),
         "settings": {key: list(value) if isinstance(value, tuple) else value
                      for key, value in vars(settings).items()},
-        "machine": machine_description(),
+        "machine": describe_machine(),
         "encoders": encoders,
     }
     results_dir = Path(args.results_dir)

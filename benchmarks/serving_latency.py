@@ -28,7 +28,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from any checkout
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from hml_vae import cli  # noqa: E402
 from hml_vae.config import MODELS, make_config  # noqa: E402
@@ -147,8 +146,8 @@ def to_markdown(report: dict) -> str:
 def main(argv=None) -> None:
     args = parse_args(argv)
     import keras
-    from vae_likelihood import machine_description  # benchmarks/vae_likelihood.py
 
+    from benchmarks.machine import describe_machine
     from hml_vae import data as data_lib
 
     keras.utils.set_random_seed(0)
@@ -169,7 +168,7 @@ def main(argv=None) -> None:
             for row in results[name]:
                 print(f"{name} batch {row['batch_size']}: median {row['median_ms']:.3f} ms, "
                       f"p99 {row['p99_ms']:.3f} ms", file=sys.stderr)
-    report = {"machine": machine_description(), "load_average": load_average,
+    report = {"machine": describe_machine(), "load_average": load_average,
               "warmup": args.warmup, "repeats": args.repeats, "models_note": note,
               "results": results}
     results_dir = Path(args.results_dir)

@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -36,6 +34,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.machine import describe_machine  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 HIDDEN, LATENT, PIXELS = 400, 20, 784
@@ -60,22 +60,6 @@ def matmul_peak(size: int = 2048, repeats: int = 7) -> float:
         a @ b
         times.append(time.perf_counter() - started)
     return 2 * size**3 / statistics.median(times)
-
-
-def machine() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "platform": platform.platform()}
-
-
-# --- hml_vae ------------------------------------------------------------------------------
 
 
 def run_keras(train, test, epochs: int, seed: int, fast: bool) -> dict:
@@ -227,7 +211,7 @@ def main(argv=None) -> int:
     ratios = {name: summary["hml_vae"]["images_per_second"] / summary[name]["images_per_second"]
               for name in ("torch", "torch_dataloader", "hml_vae_keras_defaults")}
     report = {
-        "machine": machine(),
+        "machine": describe_machine(),
         "protocol": {"epochs": args.epochs, "rounds": args.rounds, "train_images": len(train),
                      "test_images": len(test), "batch_size": 128,
                      "flops_per_image": flops_per_image(), "timed_epochs": "2.."},
@@ -241,7 +225,7 @@ def main(argv=None) -> int:
     (RESULTS / f"throughput{suffix}.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [
         "# Training throughput: dense VAE 784-400-20, batch 128", "",
-        f"Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores. "
+        f"Machine: {report['machine']['cpu']}, {report['machine']['cpu_count']} cores. "
         f"Matrix-multiply peak (NumPy float32 2048²): {peak / 1e9:.1f} GFLOP/s. "
         f"{len(train):,} training images, {args.epochs} epochs × {args.rounds} rounds, "
         f"medians over epochs 2.. and rounds.", "",

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -31,6 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from any checkout
 
+from benchmarks.machine import describe_machine  # noqa: E402
 from hml_vae import cli  # noqa: E402
 from hml_vae.config import make_config  # noqa: E402
 
@@ -40,29 +39,6 @@ RECIPES = {
 }
 REPORTED = ("test_neg_elbo", "test_reconstruction_nll", "test_kl", "test_nll_iwae",
             "active_units", "amortization_gap", "amortization_steps", "train_seconds")
-
-
-def machine_description() -> dict:
-    """Where the numbers come from: CPU, core count, library versions."""
-    import keras
-    import tensorflow as tf
-
-    cpu = platform.processor() or "unknown"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return {
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "gpus": len(tf.config.list_physical_devices("GPU")),
-    }
 
 
 def run_recipe(name: str, args, runs_dir: Path) -> dict:
@@ -143,7 +119,7 @@ def main(argv=None) -> None:
             f"the test set (seed {args.seed}); IWAE with K = {args.iwae_samples}; amortization "
             f"gap on the first 100 test images."
         ),
-        "machine": machine_description(),
+        "machine": describe_machine(),
         "recipes": recipes,
     }
     results_dir = Path(args.results_dir)
