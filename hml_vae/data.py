@@ -340,7 +340,6 @@ def make_pipeline(
     seed: int = 42,
     binarize: str = "none",
     image_shape: tuple[int, ...] = (28, 28),
-    drop_remainder: bool = False,
 ):
     """A ``tf.data`` pipeline of ``(x, x)`` batches for autoencoder training.
 
@@ -351,7 +350,6 @@ def make_pipeline(
         images: float32 (N, 28, 28) in [0, 1].
         batch_size: images per batch (the last batch may be smaller).
         image_shape: per-image shape the model expects, e.g. (28, 28, 1) for conv models.
-        drop_remainder: drop the last batch if it is smaller than ``batch_size``.
     """
     import tensorflow as tf
 
@@ -361,7 +359,7 @@ def make_pipeline(
     dataset = dataset.cache()
     if shuffle:
         dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    dataset = dataset.batch(batch_size)
     if binarize == "dynamic":
         # One random integer per batch, new every epoch but fixed by the seed, keys a
         # stateless draw: reproducible runs whose binary images change each epoch.

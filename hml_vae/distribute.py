@@ -203,11 +203,15 @@ def check_global_batch(batch_size: int, replicas: int) -> None:
         )
 
 
-def drops_remainder(examples: int, batch_size: int, replicas: int) -> bool:
-    """Whether the last, partial batch must be dropped: when it has fewer images than
-    replicas, some replica would average a loss over no images (NaN)."""
-    remainder = examples % batch_size
-    return replicas > 1 and 0 < remainder < replicas
+def evenly_split_size(examples: int, batch_size: int, replicas: int) -> int:
+    """How many of ``examples`` to keep so that the last, partial batch splits evenly
+    across the replicas: at most ``replicas - 1`` images are left out.
+
+    An uneven last batch fails under Keras 3.15's cross-replica step (a shape mismatch
+    such as 46 vs 45 images), and one smaller than the replica count would leave a replica
+    averaging a loss over no images (NaN).
+    """
+    return examples - (examples % batch_size) % replicas
 
 
 # --- TensorFlow ---------------------------------------------------------------------------

@@ -321,14 +321,14 @@ def make_training_data(config: Config, data: data_lib.Dataset, replicas: int = 1
     """The training and validation pipelines for ``model.fit``.
 
     Under a strategy the batches are global (split across ``replicas``) and sharded by
-    DATA; a last batch with fewer images than replicas is dropped (see
-    :func:`hml_vae.distribute.drops_remainder`).
+    DATA; up to ``replicas - 1`` images are left out so that the last batch splits evenly
+    (see :func:`hml_vae.distribute.evenly_split_size`).
     """
 
     def pipeline(images, **kwargs):
-        drop = distribute.drops_remainder(len(images), config.batch_size, replicas)
-        dataset = data_lib.make_pipeline(images, config.batch_size, drop_remainder=drop,
-                                         **kwargs)
+        images = images[: distribute.evenly_split_size(len(images), config.batch_size,
+                                                       replicas)]
+        dataset = data_lib.make_pipeline(images, config.batch_size, **kwargs)
         return dataset.with_options(distribute.distribute_options()) if replicas > 1 else dataset
 
     train = pipeline(data.train.images, shuffle=True, seed=config.seed, binarize=config.binarize)
