@@ -5,11 +5,7 @@ CLI."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import types
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -19,6 +15,7 @@ from autoencoder_checks import (
     assert_save_load_identical,
     real_images,
 )
+from conftest import run_script
 
 from hml_vae import config as config_module
 from hml_vae.config import make_config
@@ -33,8 +30,6 @@ from hml_vae.models.autoencoders import (
     build_stacked,
     build_tied,
 )
-
-REPO = Path(__file__).resolve().parents[1]
 
 # Tiny versions of every family: (builder, coding size).
 FAMILIES = {
@@ -203,16 +198,10 @@ def test_config_sparsity_weight_defaults_per_kind():
 # --- CLI ------------------------------------------------------------------------------------
 
 
-def run_script(*args: str) -> subprocess.CompletedProcess:
-    environment = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True,
-                          env=environment, timeout=300)
-
-
 @pytest.mark.slow
 def test_train_cli_conv_smoke(tmp_path):
     output = tmp_path / "conv"
-    result = run_script("scripts/train.py", "--model", "conv", "--preset", "tiny",
+    result = run_script("train.py", "--model", "conv", "--preset", "tiny",
                         "--limit", "1000", "--epochs", "1", "--output", str(output))
     assert result.returncode == 0, result.stderr
     for name in ("config.json", "model.keras", "encoder.keras", "decoder.keras",
@@ -229,7 +218,7 @@ def test_train_cli_conv_smoke(tmp_path):
 ])
 def test_train_cli_bad_input_is_one_line_error(tmp_path, args):
     output = tmp_path / "run"
-    result = run_script("scripts/train.py", "--preset", "tiny", *args, "--output", str(output))
+    result = run_script("train.py", "--preset", "tiny", *args, "--output", str(output))
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr

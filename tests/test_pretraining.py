@@ -4,20 +4,15 @@ holds the levels' weights, the greedy CLI writes a run directory."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 from autoencoder_checks import assert_save_load_identical, real_images
+from conftest import run_script
 
 from hml_vae import pretraining
 from hml_vae.config import make_config
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -92,16 +87,10 @@ def test_pretrain_rejects_growing_codings():
         pretraining.pretrain_and_evaluate(make_config("stacked", preset="tiny"), "unused")
 
 
-def run_script(*args: str) -> subprocess.CompletedProcess:
-    environment = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True,
-                          env=environment, timeout=300)
-
-
 @pytest.mark.slow
 def test_pretrain_greedy_cli_smoke(tmp_path):
     output = tmp_path / "greedy"
-    result = run_script("scripts/pretrain_greedy.py", "--preset", "tiny", "--codings", "16,8",
+    result = run_script("pretrain_greedy.py", "--preset", "tiny", "--codings", "16,8",
                         "--limit", "1000", "--epochs", "1", "--fine-tune-epochs", "1",
                         "--output", str(output))
     assert result.returncode == 0, result.stderr
@@ -118,7 +107,7 @@ def test_pretrain_greedy_cli_smoke(tmp_path):
 
 
 def test_pretrain_greedy_cli_bad_codings(tmp_path):
-    result = run_script("scripts/pretrain_greedy.py", "--codings", "16,32",
+    result = run_script("pretrain_greedy.py", "--codings", "16,32",
                         "--output", str(tmp_path / "run"))
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
