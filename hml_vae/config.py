@@ -32,6 +32,11 @@ SPARSITY_KINDS = ("kl", "l1")
 DEFAULT_SPARSITY_WEIGHTS = {"kl": 0.05, "l1": 1e-4}
 MAX_CONV_BLOCKS = 3  # 28 -> 14 -> 7 -> 3 pixels; see hml_vae.models.autoencoders
 PRESETS = ("default", "tiny")
+# Families whose training step runs faster compiled by XLA on CPU
+# (benchmarks/xla_by_family.py: 1.2-1.5x the images/s for the dense families). Not the
+# denoising family: XLA's stateless random numbers (Keras' Dropout and GaussianNoise
+# masks) make its step ~8x slower; the conv and recurrent families were not faster.
+XLA_FAMILIES = ("stacked", "tied", "sparse", "greedy", "vae")
 # tf.distribute strategies (see hml_vae.distribute): auto picks multi_worker when TF_CONFIG
 # describes a cluster, mirrored when there are several GPUs or --cpu-replicas > 1.
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
@@ -80,10 +85,11 @@ class Config:
     learning_rate: float = 1e-3
     early_stopping_patience: int | None = None  # None: train every epoch
     # Speed (benchmarks/throughput.py): training steps per call into the compiled graph
-    # (fewer Python round trips; ~1.3x the images/s of 1 on 2 CPU cores for the dense
-    # VAE), and XLA compilation (off: no clear gain on CPU, slower first epoch).
+    # (fewer Python round trips; ~1.2x the images/s of 1 on 2 CPU cores for the dense
+    # VAE), and XLA compilation of the step: None takes the family's measured choice
+    # (XLA_FAMILIES), True/False force it.
     steps_per_execution: int = 32
-    jit_compile: bool = False
+    jit_compile: bool | None = None
     make_plots: bool = True
     # Variational autoencoders (ignored by the other families). The decoder's likelihood:
     # bernoulli (logits; numbers are likelihoods on binary images) or gaussian (means,
@@ -141,6 +147,9 @@ def validate(config: Config) -> None:
     _check_choice("binarization", config.binarize, BINARIZATIONS)
     _check_choice("strategy", config.strategy, STRATEGIES)
     _check_choice("optimizer", config.optimizer, OPTIMIZERS)
+    if config.jit_compile not in (None, True, False):
+        raise ValueError(f"jit_compile must be true, false or null (the family's choice), got "
+                         f"{config.jit_compile!r}.")
     for name in ("epochs", "batch_size", "latent_dim", "learning_rate", "steps_per_execution"):
         _check_positive(name.replace("_", " "), getattr(config, name))
     _check_positive("limit", config.limit, allow_none=True)

@@ -103,7 +103,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="training steps per call into the compiled graph (default 32; "
                         "1 is Keras' default)")
     parser.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, default=None,
-                        help="compile the training step with XLA (default: off)")
+                        help="compile the training step with XLA (default: on for the dense "
+                        "families it makes faster on CPU: stacked, tied, sparse, greedy, vae)")
     parser.add_argument("--no-plots", action="store_false", default=None, dest="make_plots",
                         help="skip the figures (scripts/plot.py draws them later)")
     add_family_arguments(parser)

@@ -141,6 +141,26 @@ def test_sampling_is_reproducible_with_its_seed():
     np.testing.assert_array_equal(first, second)
 
 
+def test_sampling_draws_fresh_noise_each_call_from_its_state():
+    z_mean, z_log_var = _posterior(batch=64)
+    layer = Sampling(seed=7)
+    first, second = layer([z_mean, z_log_var]), layer([z_mean, z_log_var])
+    assert not np.allclose(first, second)
+    assert any(weight is layer.rng_state for weight in layer.non_trainable_weights)
+
+
+def test_sampling_noise_state_survives_save_and_load(tmp_path):
+    # The state is a weight: a reloaded model (or a resumed run) continues the stream
+    # where the saved one stopped instead of replaying it.
+    inputs = keras.Input(shape=(3,))
+    model = keras.Model(inputs, Sampling(seed=5, name="sampling")([inputs, inputs]))
+    z_mean, z_log_var = _posterior()
+    model(z_mean)  # advance the state past its initial value
+    model.save(tmp_path / "sampling.keras")
+    reloaded = keras.saving.load_model(tmp_path / "sampling.keras")
+    np.testing.assert_array_equal(model(z_mean), reloaded(z_mean))
+
+
 def test_sampling_gradients_reach_the_encoder():
     # A tiny encoder: gradients of a function of z must reach both heads' weights.
     images = keras.Input(shape=(5,))
@@ -181,7 +201,7 @@ def test_sampling_loss_appears_in_model_losses():
 
 def test_sampling_beta_is_a_non_trainable_weight():
     layer = Sampling(beta=0.5)
-    assert layer.beta in layer.non_trainable_weights
+    assert any(weight is layer.beta for weight in layer.non_trainable_weights)
     assert not layer.trainable_weights
 
 

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import pytest
 
+from hml_vae import data as data_lib
 from hml_vae import training
 from hml_vae.config import make_config
 from hml_vae.data import load_dataset
@@ -125,3 +126,33 @@ def test_a_diverged_epoch_is_not_checkpointed(tmp_path):
     backup.on_epoch_end(0, {"loss": 0.5})
     assert json.loads((tmp_path / "checkpoints" / "training_metadata.json").read_text())[
         "epoch"] == 1
+
+
+def test_xla_is_on_by_default_only_where_it_was_measured_faster():
+    import tensorflow as tf
+
+    def jit(model, **overrides):
+        return training.speed_options(make_config(model, "tiny", **overrides))["jit_compile"]
+
+    assert jit("vae") and jit("stacked")
+    assert not jit("denoising")  # XLA's random masks make its step ~8x slower
+    assert not jit("vae", jit_compile=False) and jit("denoising", jit_compile=True)
+    with tf.distribute.OneDeviceStrategy("/cpu:0").scope():
+        assert not jit("vae")  # one device per replica: not compiled under a strategy
+    with pytest.raises(ValueError, match="jit_compile"):
+        make_config("vae", "tiny", jit_compile="yes")
+
+
+def test_xla_trains_the_same_vae():
+    # The speed settings change how the step runs, not what it computes.
+    images = load_dataset(limit=1_000, binarize="static").train.images
+
+    def losses(jit_compile):
+        config = make_config("vae", "tiny", seed=3, jit_compile=jit_compile)
+        keras.utils.set_random_seed(config.seed)
+        models = training.build_and_compile(config)
+        pipeline = data_lib.make_pipeline(images, config.batch_size, shuffle=True, seed=3)
+        return models.whole.fit(pipeline, epochs=2, verbose=0, shuffle=False).history["loss"]
+
+    compiled, plain = losses(True), losses(False)
+    np.testing.assert_allclose(compiled, plain, rtol=0.01)
