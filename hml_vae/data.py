@@ -340,6 +340,7 @@ def make_pipeline(
     seed: int = 42,
     binarize: str = "none",
     image_shape: tuple[int, ...] = (28, 28),
+    full_batches: bool = False,
 ):
     """A ``tf.data`` pipeline of ``(x, x)`` batches for autoencoder training.
 
@@ -354,12 +355,18 @@ def make_pipeline(
         images: float32 (N, 28, 28) in [0, 1].
         batch_size: images per batch (the last batch may be smaller).
         image_shape: per-image shape the model expects, e.g. (28, 28, 1) for conv models.
+        full_batches: leave out the last, smaller batch (when there is a full one), so
+            that every batch has ``batch_size`` images. For training: an XLA-compiled step
+            sees one shape instead of two, which on CPU made every step ~2x slower and
+            compiled it again in the second epoch (benchmarks/throughput.py). Shuffled,
+            a different few images (< batch_size) are left out each epoch.
     """
     import tensorflow as tf
 
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}.")
     count = len(images)
+    drop_remainder = full_batches and count >= batch_size
     tensor = tf.constant(images.reshape((-1, *image_shape)))
     if shuffle:
         # One random integer per epoch, new every epoch but fixed by the seed, keys a
@@ -369,11 +376,12 @@ def make_pipeline(
         def epoch_batches(key):
             order = tf.random.experimental.stateless_shuffle(
                 tf.range(count), seed=tf.stack([key, 1]))  # [key, 0] binarizes
-            return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+            return tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder)
 
         dataset = keys.flat_map(epoch_batches).map(lambda indices: tf.gather(tensor, indices))
     else:
-        dataset = tf.data.Dataset.range(0, count, batch_size).map(
+        end = count - count % batch_size if drop_remainder else count
+        dataset = tf.data.Dataset.range(0, end, batch_size).map(
             lambda start: tensor[start : start + batch_size])
     if binarize == "dynamic":
         # One random integer per batch, new every epoch but fixed by the seed, keys a

@@ -80,7 +80,7 @@ def train_level(model: keras.Model, inputs: np.ndarray, valid_inputs: np.ndarray
     model.compile(optimizer=make_optimizer(config), loss="mse", **speed_options(config))
     feature_shape = inputs.shape[1:]
     train = data_lib.make_pipeline(inputs, config.batch_size, shuffle=True, seed=config.seed,
-                                   image_shape=feature_shape)
+                                   image_shape=feature_shape, full_batches=True)
     valid = data_lib.make_pipeline(valid_inputs, config.batch_size, image_shape=feature_shape)
     callbacks = [keras.callbacks.TerminateOnNaN()]
     if history_path is not None:
@@ -153,7 +153,8 @@ def fine_tune(models: AutoencoderModels, images: np.ndarray, valid_images: np.nd
     """Trains the stacked autoencoder end to end for ``config.fine_tune_epochs`` epochs."""
     models.autoencoder.compile(optimizer=make_optimizer(config), loss="mse",
                                **speed_options(config))
-    train = data_lib.make_pipeline(images, config.batch_size, shuffle=True, seed=config.seed)
+    train = data_lib.make_pipeline(images, config.batch_size, shuffle=True, seed=config.seed,
+                                   full_batches=True)
     valid = data_lib.make_pipeline(valid_images, config.batch_size)
     history = models.autoencoder.fit(
         train, validation_data=valid, epochs=config.fine_tune_epochs, shuffle=False,

@@ -325,6 +325,10 @@ def save_models(models, work_dir: Path) -> None:
 def make_training_data(config: Config, data: data_lib.Dataset, replicas: int = 1):
     """The training and validation pipelines for ``model.fit``.
 
+    Training batches are all full (``make_pipeline``'s ``full_batches``): each epoch leaves
+    out a different few (< batch_size) of the shuffled training images. Validation uses
+    every image.
+
     Under a strategy the batches are global (split across ``replicas``) and sharded by
     DATA; up to ``replicas - 1`` images are left out so that the last batch splits evenly
     (see :func:`hml_vae.distribute.evenly_split_size`).
@@ -336,7 +340,8 @@ def make_training_data(config: Config, data: data_lib.Dataset, replicas: int = 1
         dataset = data_lib.make_pipeline(images, config.batch_size, **kwargs)
         return dataset.with_options(distribute.distribute_options()) if replicas > 1 else dataset
 
-    train = pipeline(data.train.images, shuffle=True, seed=config.seed, binarize=config.binarize)
+    train = pipeline(data.train.images, shuffle=True, seed=config.seed, binarize=config.binarize,
+                     full_batches=True)
     # With dynamic binarization, load_dataset has drawn the validation images once.
     return train, pipeline(data.valid.images)
 

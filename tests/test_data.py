@@ -201,3 +201,17 @@ def test_dynamic_binarization_redraws_every_epoch():
     again = batches(data_lib.make_pipeline(images, 256, seed=5, binarize="dynamic"))[0]
     np.testing.assert_array_equal(epoch_one, again)
     assert abs(epoch_one.mean() - images.mean()) < 0.01
+
+
+def test_full_batches_leave_out_a_different_remainder_each_epoch():
+    images = data_lib.load_dataset("fashion_mnist", limit=300).train.images  # 4 × 64 + 44
+    pipeline = data_lib.make_pipeline(images, 64, shuffle=True, seed=1, full_batches=True)
+    epoch_one, epoch_two = np.concatenate(batches(pipeline)), np.concatenate(batches(pipeline))
+    assert len(epoch_one) == len(epoch_two) == 4 * 64
+    assert [len(batch) for batch in batches(pipeline)] == [64] * 4
+    assert not np.array_equal(np.sort(epoch_one.ravel()), np.sort(epoch_two.ravel()))
+    in_order = data_lib.make_pipeline(images, 64, full_batches=True)
+    np.testing.assert_array_equal(np.concatenate(batches(in_order)), images[: 4 * 64])
+    # Fewer images than one batch: one smaller batch rather than none.
+    assert [len(batch) for batch in batches(
+        data_lib.make_pipeline(images[:10], 64, shuffle=True, full_batches=True))] == [10]
