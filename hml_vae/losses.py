@@ -56,9 +56,9 @@ def bernoulli_nll(images, logits):
     Computed as ``max(l, 0) − x·l + log(1 + exp(−|l|))`` (= ``softplus(l) − x·l``), which
     is exact and stable for any logit (no sigmoid followed by a log, which underflows for
     confident pixels). Written out rather than with ``softplus``: XLA compiles this form
-    into a fused loop about 5× faster than its softplus on CPU (benchmarks/throughput.py). It is a normalized
-    likelihood only for binary ``images``; on gray pixels it is a loss (binary
-    cross-entropy), not a log-likelihood.
+    into a fused loop about 5× faster than its softplus on CPU (benchmarks/throughput.py).
+    It is a normalized likelihood only for binary ``images``; on gray pixels it is a loss
+    (binary cross-entropy), not a log-likelihood.
 
     Args:
         images: (B, ...) targets in [0, 1].
