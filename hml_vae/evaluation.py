@@ -153,9 +153,15 @@ def log_weights_function(model, jit_compile: bool = False):
 
     For ε (C, N, L): z = μ + σ·ε, then log p(x|z) from ``model.log_likelihood`` and
     log w = log p(x|z) + log p(z) − log q(z|x), both (C, N) float32. One ``tf.function``
-    per model, traced once per chunk shape. With ``jit_compile`` XLA fuses the decoder's
-    output layer with the likelihood's sum over pixels and the sample tiling of the images
-    is never materialised; the chunk's logits are written once and read once.
+    per model, traced once per chunk shape, so a chunk runs as one graph: no eager op
+    dispatch, no host round trip, Grappler fuses the decoder's matmuls with their bias.
+
+    ``jit_compile=True`` compiles it with XLA instead, which fuses the likelihood's
+    elementwise terms and its sum over pixels into one loop. It is off by default because
+    on the 2-core AVX-512 CPU of benchmarks/evaluation_speed.py XLA's matrix multiply is
+    slower than TensorFlow's by more than the fusion saves (dense 784-400-20 VAE, 5,000
+    codings per call: ~5.9 µs against ~5.1 µs per coding); measure before turning it on
+    elsewhere (a GPU, for one).
     """
     import tensorflow as tf
 
