@@ -106,7 +106,8 @@ def family_metrics(config, models, data, batch_size: int = 256) -> dict[str, flo
 # All numbers are in nats per image (DESIGN.md). The functions take any latent-variable
 # model with two methods, which both VAEModels and LinearGaussianModel provide:
 #   posterior(images) -> (z_mean, z_log_var) NumPy arrays (N, latent_dim) of q(z|x);
-#   log_likelihood(images, z) -> (N,) tensor log p(x|z).
+#   log_likelihood(images, z) -> (N,) tensor log p(x|z), written with keras.ops so that
+#   it can be traced into a compiled TensorFlow function.
 
 # Elements (samples × images × pixels) of one decoder call in the importance-weighted
 # estimate: ~16 MB of float32 per tensor, whatever K is.
@@ -137,43 +138,93 @@ def _tile(images: np.ndarray, count: int) -> np.ndarray:
     return np.broadcast_to(images, (count, *images.shape)).reshape(-1, *images.shape[1:])
 
 
-def sample_log_weights(model, images, z_mean, z_log_var, samples: int,
-                       rng: np.random.Generator, max_chunk_elements: int = MAX_CHUNK_ELEMENTS):
-    """log p(x|z_k) and log w_k = log p(x, z_k) − log q(z_k|x) for z_k ~ q(z|x).
+def draw_epsilon(samples: int, count: int, latent_dim: int, seed: int, stream: int = 0):
+    """ε ~ N(0, I) of shape (K, N, latent_dim), float32, from TensorFlow's stateless
+    generator: the same (seed, stream) gives the same numbers, on the device that uses
+    them (no NumPy draw copied in per chunk)."""
+    import tensorflow as tf
 
-    Vectorised over samples: each decoder call takes ``chunk × N`` codings, with the chunk
-    sized so a call holds at most ``max_chunk_elements`` pixel values.
+    return tf.random.stateless_normal((samples, count, latent_dim),
+                                      seed=tf.constant([seed, stream], tf.int64))
+
+
+def log_weights_function(model, jit_compile: bool = False):
+    """A compiled ``(images, z_mean, z_log_var, epsilon) -> (log p(x|z), log w)``.
+
+    For ε (C, N, L): z = μ + σ·ε, then log p(x|z) from ``model.log_likelihood`` and
+    log w = log p(x|z) + log p(z) − log q(z|x), both (C, N) float32. One ``tf.function``
+    per model, traced once per chunk shape, so a chunk runs as one graph: no eager op
+    dispatch, no host round trip, Grappler fuses the decoder's matmuls with their bias.
+
+    ``jit_compile=True`` compiles it with XLA instead, which fuses the likelihood's
+    elementwise terms and its sum over pixels into one loop. It is off by default because
+    on the 2-core AVX-512 CPU of benchmarks/evaluation_speed.py XLA's matrix multiply is
+    slower than TensorFlow's by more than the fusion saves (dense 784-400-20 VAE, 5,000
+    codings per call: ~5.9 µs against ~5.1 µs per coding); measure before turning it on
+    elsewhere (a GPU, for one).
+    """
+    import tensorflow as tf
+
+    from hml_vae import losses
+
+    @tf.function(jit_compile=jit_compile, autograph=False)
+    def chunk_log_weights(images, z_mean, z_log_var, epsilon):
+        size, count, latent_dim = epsilon.shape
+        z = z_mean + tf.exp(0.5 * z_log_var) * epsilon  # (C, N, L)
+        tiled = tf.broadcast_to(images, (size, *images.shape))  # (C, N, ...)
+        log_px_z = model.log_likelihood(tf.reshape(tiled, (size * count, *images.shape[1:])),
+                                        tf.reshape(z, (size * count, latent_dim)))
+        log_px_z = tf.reshape(log_px_z, (size, count))
+        log_weights = (log_px_z + losses.standard_normal_log_density(z)
+                       - losses.gaussian_log_density(z, z_mean, z_log_var))
+        return log_px_z, log_weights
+
+    return chunk_log_weights
+
+
+def chunk_size(samples: int, count: int, pixels: int,
+               max_chunk_elements: int | None = None) -> int:
+    """Samples per decoder call so that one call holds at most ``max_chunk_elements``
+    pixel values (at least one sample)."""
+    limit = MAX_CHUNK_ELEMENTS if max_chunk_elements is None else max_chunk_elements
+    return max(1, min(samples, limit // max(1, count * pixels)))
+
+
+def sample_log_weights(model, images, z_mean, z_log_var, epsilon,
+                       max_chunk_elements: int | None = None, log_weights_fn=None):
+    """log p(x|z_k) and log w_k = log p(x, z_k) − log q(z_k|x) for z_k = μ + σ·ε_k.
+
+    Vectorised over samples: each compiled call takes ``chunk × N`` codings, with the chunk
+    sized so a call holds at most ``max_chunk_elements`` pixel values (default
+    ``MAX_CHUNK_ELEMENTS``, read at call time). The chunking does not change the draws.
 
     Args:
         model: see the section comment.
         images: (N, ...) float32.
         z_mean, z_log_var: (N, latent_dim) of q(z|x).
-        samples: K.
-        rng: source of ε.
+        epsilon: (K, N, latent_dim) standard normal draws (:func:`draw_epsilon`).
+        log_weights_fn: a :func:`log_weights_function` of ``model`` to reuse its traces.
 
     Returns:
         (log_likelihoods, log_weights), each a float64 array (K, N).
     """
-    from hml_vae import losses  # keras.ops; here so the autoencoder path stays light
+    import tensorflow as tf
 
-    count, latent_dim = z_mean.shape
+    log_weights_fn = log_weights_fn or log_weights_function(model)
+    images = tf.constant(images, tf.float32)
+    z_mean = tf.constant(z_mean, tf.float32)
+    z_log_var = tf.constant(z_log_var, tf.float32)
+    samples, count = int(epsilon.shape[0]), int(epsilon.shape[1])
     pixels = int(np.prod(images.shape[1:]))
-    chunk = max(1, min(samples, max_chunk_elements // max(1, count * pixels)))
+    chunk = chunk_size(samples, count, pixels, max_chunk_elements)
     log_likelihoods, log_weights = [], []
     for start in range(0, samples, chunk):
-        size = min(chunk, samples - start)
-        epsilon = rng.standard_normal((size, count, latent_dim)).astype(np.float32)
-        z = z_mean + np.exp(0.5 * z_log_var) * epsilon  # (C, N, L)
-        flat_z = z.reshape(size * count, latent_dim)
-        log_px_z = np.asarray(model.log_likelihood(_tile(images, size), flat_z))
-        log_px_z = log_px_z.reshape(size, count).astype(np.float64)
-        log_prior = np.asarray(losses.standard_normal_log_density(z), dtype=np.float64)
-        log_posterior = np.asarray(
-            losses.gaussian_log_density(z, z_mean, z_log_var), dtype=np.float64
-        )
-        log_likelihoods.append(log_px_z)
-        log_weights.append(log_px_z + log_prior - log_posterior)
-    return np.concatenate(log_likelihoods), np.concatenate(log_weights)
+        log_px_z, log_w = log_weights_fn(images, z_mean, z_log_var, epsilon[start:start + chunk])
+        log_likelihoods.append(log_px_z.numpy())
+        log_weights.append(log_w.numpy())
+    # The mean and log-sum-exp over K are taken in float64 by the caller.
+    return (np.concatenate(log_likelihoods).astype(np.float64),
+            np.concatenate(log_weights).astype(np.float64))
 
 
 def likelihood_terms(model, images, iwae_samples: int = 100, seed: int = 0,
@@ -188,7 +239,7 @@ def likelihood_terms(model, images, iwae_samples: int = 100, seed: int = 0,
         model: see the section comment.
         images: (N, ...) float32 (binary for a Bernoulli decoder to get likelihoods).
         iwae_samples: K ≥ 1.
-        seed: for ε; the same seed gives the same numbers.
+        seed: for ε; the same seed (and batch size) gives the same numbers.
         batch_size: images per encoder pass and per importance-sampling batch.
 
     Returns:
@@ -200,13 +251,15 @@ def likelihood_terms(model, images, iwae_samples: int = 100, seed: int = 0,
     images = np.asarray(images, dtype=np.float32)
     if not np.all(np.isfinite(images)):
         raise ValueError("images contain NaN or infinite values; clean the data first.")
-    rng = np.random.default_rng(seed)
+    log_weights_fn = log_weights_function(model)  # traced once, reused by every batch
     parts = {"reconstruction_nll": [], "kl": [], "nll_iwae": []}
     for start in range(0, len(images), batch_size):
         batch = images[start : start + batch_size]
         z_mean, z_log_var = (np.asarray(value, np.float32) for value in model.posterior(batch))
+        # One stream per batch, named by its first image: batches draw independent ε.
+        epsilon = draw_epsilon(iwae_samples, *z_mean.shape, seed=seed, stream=start)
         log_px_z, log_weights = sample_log_weights(
-            model, batch, z_mean, z_log_var, iwae_samples, rng
+            model, batch, z_mean, z_log_var, epsilon, log_weights_fn=log_weights_fn
         )
         parts["reconstruction_nll"].append(-log_px_z.mean(axis=0))
         parts["kl"].append(np.asarray(losses.kl_divergence(z_mean, z_log_var), np.float64))

@@ -8,8 +8,10 @@ from hml_vae.evaluation import (
     LinearGaussianModel,
     active_units,
     amortization_gap,
+    draw_epsilon,
     likelihood_terms,
     log_mean_exp,
+    log_weights_function,
     sample_log_weights,
 )
 from hml_vae.models.vae import build_dense_vae
@@ -63,11 +65,82 @@ def test_iwae_with_one_sample_is_an_elbo_estimate(linear_gaussian):
 def test_sample_log_weights_chunking_does_not_change_the_numbers(linear_gaussian):
     model, images, _ = linear_gaussian
     z_mean, z_log_var = model.posterior(images[:10])
-    whole = sample_log_weights(model, images[:10], z_mean, z_log_var, 12,
-                               np.random.default_rng(0))
-    chunked = sample_log_weights(model, images[:10], z_mean, z_log_var, 12,
-                                 np.random.default_rng(0), max_chunk_elements=10 * 20 * 5)
+    epsilon = draw_epsilon(12, 10, 3, seed=0)
+    whole = sample_log_weights(model, images[:10], z_mean, z_log_var, epsilon)
+    chunked = sample_log_weights(model, images[:10], z_mean, z_log_var, epsilon,
+                                 max_chunk_elements=10 * 20 * 5)  # 5 samples per call
     np.testing.assert_allclose(chunked[1], whole[1], rtol=1e-6)
+    np.testing.assert_allclose(chunked[0], whole[0], rtol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def tiny_vae():
+    models = build_dense_vae((8,), latent_dim=2, seed=0)
+    images = (np.random.default_rng(0).random((7, 28, 28)) < 0.3).astype(np.float32)
+    return models, images
+
+
+def reference_terms(models, images, epsilon):
+    """−ELBO terms and IWAE written out in NumPy float64 from the decoder's logits: what
+    likelihood_terms must compute for one batch with these draws (K, N, latent_dim)."""
+    epsilon = np.asarray(epsilon, np.float64)
+    z_mean, z_log_var = (np.asarray(value, np.float64) for value in models.posterior(images))
+    z = z_mean + np.exp(0.5 * z_log_var) * epsilon  # (K, N, L)
+    samples, count, latent_dim = z.shape
+    logits = np.asarray(models.decoder(z.reshape(-1, latent_dim).astype(np.float32)),
+                        np.float64).reshape(samples, count, -1)
+    x = images.reshape(1, count, -1).astype(np.float64)
+    log_px_z = -np.sum(np.logaddexp(0.0, logits) - x * logits, axis=-1)  # (K, N)
+    log_prior = -0.5 * np.sum(np.log(2 * np.pi) + z**2, axis=-1)
+    log_posterior = -0.5 * np.sum(np.log(2 * np.pi) + z_log_var
+                                  + (z - z_mean) ** 2 / np.exp(z_log_var), axis=-1)
+    log_weights = log_px_z + log_prior - log_posterior
+    largest = log_weights.max(axis=0)
+    nll_iwae = -(largest + np.log(np.mean(np.exp(log_weights - largest), axis=0)))
+    return {"reconstruction_nll": -log_px_z.mean(axis=0), "nll_iwae": nll_iwae}
+
+
+def test_likelihood_terms_of_a_vae_match_a_numpy_reference(tiny_vae):
+    models, images = tiny_vae
+    terms = likelihood_terms(models, images, iwae_samples=50, seed=3)
+    # One batch, so its draws are the stream named by its first image (0).
+    expected = reference_terms(models, images, draw_epsilon(50, len(images), 2, seed=3))
+    for key, values in expected.items():
+        np.testing.assert_allclose(terms[key], values, rtol=1e-5, err_msg=key)
+
+
+def test_likelihood_terms_same_seed_same_numbers_other_seed_other_numbers(tiny_vae):
+    models, images = tiny_vae
+    first = likelihood_terms(models, images, iwae_samples=20, seed=1)
+    again = likelihood_terms(models, images, iwae_samples=20, seed=1)
+    other = likelihood_terms(models, images, iwae_samples=20, seed=2)
+    np.testing.assert_array_equal(first["nll_iwae"], again["nll_iwae"])
+    assert not np.allclose(first["nll_iwae"], other["nll_iwae"])
+
+
+def test_likelihood_terms_chunk_size_is_read_at_call_time_and_changes_nothing(
+        tiny_vae, monkeypatch):
+    from hml_vae import evaluation
+
+    models, images = tiny_vae
+    whole = likelihood_terms(models, images, iwae_samples=30, seed=0, batch_size=4)
+    # 4 images × 784 pixels × 7 samples: 5 calls per batch (the last one smaller).
+    monkeypatch.setattr(evaluation, "MAX_CHUNK_ELEMENTS", 4 * 784 * 7)
+    assert evaluation.chunk_size(30, 4, 784) == 7
+    chunked = likelihood_terms(models, images, iwae_samples=30, seed=0, batch_size=4)
+    for key in whole:
+        np.testing.assert_allclose(chunked[key], whole[key], rtol=1e-5, err_msg=key)
+
+
+def test_compiled_log_weights_with_xla_equal_the_graph_version(tiny_vae):
+    models, images = tiny_vae
+    z_mean, z_log_var = models.posterior(images)
+    epsilon = draw_epsilon(5, len(images), 2, seed=0)
+    plain = sample_log_weights(models, images, z_mean, z_log_var, epsilon,
+                               log_weights_fn=log_weights_function(models, jit_compile=False))
+    fused = sample_log_weights(models, images, z_mean, z_log_var, epsilon,
+                               log_weights_fn=log_weights_function(models, jit_compile=True))
+    np.testing.assert_allclose(fused[1], plain[1], rtol=1e-5)
 
 
 def test_log_mean_exp_is_stable_for_large_values():
