@@ -77,7 +77,7 @@ def run_keras(train, test, epochs: int, seed: int, speed: dict) -> dict:
     import keras
 
     from hml_vae.config import make_config
-    from hml_vae.data import make_pipeline
+    from hml_vae.data import fit_arguments, make_pipeline
     from hml_vae.evaluation import likelihood_terms
     from hml_vae.training import build_and_compile, speed_options
 
@@ -97,7 +97,8 @@ def run_keras(train, test, epochs: int, seed: int, speed: dict) -> dict:
         def on_epoch_end(self, epoch, logs=None):
             times.append(time.perf_counter() - self.started)
 
-    models.whole.fit(pipeline, epochs=epochs, verbose=0, callbacks=[Timer()], shuffle=False)
+    models.whole.fit(**fit_arguments(pipeline), epochs=epochs, verbose=0, callbacks=[Timer()],
+                     shuffle=False)
     terms = likelihood_terms(models, test, iwae_samples=1, seed=seed)
     return {"epoch_seconds": times, "images_per_epoch": len(train) // 128 * 128,
             "test_neg_elbo_gray": float(np.mean(terms["neg_elbo"])), **speed_options(config)}

@@ -85,8 +85,9 @@ def train_level(model: keras.Model, inputs: np.ndarray, valid_inputs: np.ndarray
     callbacks = [keras.callbacks.TerminateOnNaN()]
     if history_path is not None:
         callbacks.append(HistoryWriter(history_path))
-    history = model.fit(train, validation_data=valid, epochs=config.epochs, shuffle=False,
-                        callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
+    history = model.fit(**data_lib.fit_arguments(train, valid), epochs=config.epochs,
+                        shuffle=False, callbacks=callbacks,
+                        verbose=1 if sys.stdout.isatty() else 2)
     check_finite_losses(history.history.get("loss", []),
                         history_path or Path(f"{model.name} (not written)"))
     return history.history
@@ -157,7 +158,7 @@ def fine_tune(models: AutoencoderModels, images: np.ndarray, valid_images: np.nd
                                    full_batches=True)
     valid = data_lib.make_pipeline(valid_images, config.batch_size)
     history = models.autoencoder.fit(
-        train, validation_data=valid, epochs=config.fine_tune_epochs, shuffle=False,
+        **data_lib.fit_arguments(train, valid), epochs=config.fine_tune_epochs, shuffle=False,
         callbacks=[HistoryWriter(history_path), keras.callbacks.TerminateOnNaN()],
         verbose=1 if sys.stdout.isatty() else 2,
     )

@@ -367,8 +367,7 @@ def fit(config: Config, model: keras.Model, train, valid, work_dir: Path):
     """
     with StopOnSignal() as stopper:
         history = model.fit(
-            train,
-            validation_data=valid,
+            **data_lib.fit_arguments(train, valid),
             epochs=config.epochs,
             # Family callbacks first: what they add to the logs (β) reaches HistoryWriter.
             callbacks=family_of(config).callbacks(config) + make_callbacks(config, work_dir)
