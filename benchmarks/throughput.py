@@ -77,9 +77,9 @@ def run_keras(train, test, epochs: int, seed: int, speed: dict) -> dict:
     import keras
 
     from hml_vae.config import make_config
-    from hml_vae.data import fit_arguments, make_pipeline
+    from hml_vae.data import make_pipeline
     from hml_vae.evaluation import likelihood_terms
-    from hml_vae.training import build_and_compile, speed_options
+    from hml_vae.training import build_and_compile, fit_arguments, speed_options
 
     config = make_config("vae", hidden=(HIDDEN,), latent_dim=LATENT, optimizer="adam",
                          learning_rate=1e-3, batch_size=128, seed=seed, binarize="none",
@@ -97,8 +97,8 @@ def run_keras(train, test, epochs: int, seed: int, speed: dict) -> dict:
         def on_epoch_end(self, epoch, logs=None):
             times.append(time.perf_counter() - self.started)
 
-    models.whole.fit(**fit_arguments(pipeline), epochs=epochs, verbose=0, callbacks=[Timer()],
-                     shuffle=False)
+    models.whole.fit(**fit_arguments(models.whole, pipeline), epochs=epochs, verbose=0,
+                     callbacks=[Timer()], shuffle=False)
     terms = likelihood_terms(models, test, iwae_samples=1, seed=seed)
     return {"epoch_seconds": times, "images_per_epoch": len(train) // 128 * 128,
             "test_neg_elbo_gray": float(np.mean(terms["neg_elbo"])), **speed_options(config)}

@@ -399,23 +399,3 @@ def make_pipeline(
     # a flat_map, whose length tf.data cannot infer.
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
     return dataset.prefetch(tf.data.AUTOTUNE)
-
-
-def fit_arguments(train, valid=None) -> dict:
-    """``model.fit`` arguments that keep one iterator per pipeline for the whole fit.
-
-    ``fit`` otherwise makes a new iterator of each pipeline every epoch, and in TF 2.21
-    deleting a tf.data iterator takes ~0.17 s, whatever the data set (even
-    ``Dataset.range(10)``): with validation, up to 0.65 s an epoch, a quarter of the dense
-    VAE's epoch on 2 cores (benchmarks/throughput.py). Repeated pipelines with a fixed
-    number of steps are iterated by one iterator from the first epoch to the last; each
-    epoch still reshuffles (and redraws binary images).
-
-    Args:
-        train, valid: pipelines from :func:`make_pipeline` (their length is known).
-    """
-    arguments = {"x": train.repeat(), "steps_per_epoch": int(train.cardinality())}
-    if valid is not None:
-        arguments.update(validation_data=valid.repeat(),
-                         validation_steps=int(valid.cardinality()))
-    return arguments

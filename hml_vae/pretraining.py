@@ -32,6 +32,7 @@ from hml_vae.training import (
     HistoryWriter,
     check_finite_losses,
     check_run_dir_free,
+    fit_arguments,
     make_optimizer,
     prepare_work_dir,
     save_models,
@@ -85,7 +86,7 @@ def train_level(model: keras.Model, inputs: np.ndarray, valid_inputs: np.ndarray
     callbacks = [keras.callbacks.TerminateOnNaN()]
     if history_path is not None:
         callbacks.append(HistoryWriter(history_path))
-    history = model.fit(**data_lib.fit_arguments(train, valid), epochs=config.epochs,
+    history = model.fit(**fit_arguments(model, train, valid), epochs=config.epochs,
                         shuffle=False, callbacks=callbacks,
                         verbose=1 if sys.stdout.isatty() else 2)
     check_finite_losses(history.history.get("loss", []),
@@ -158,7 +159,8 @@ def fine_tune(models: AutoencoderModels, images: np.ndarray, valid_images: np.nd
                                    full_batches=True)
     valid = data_lib.make_pipeline(valid_images, config.batch_size)
     history = models.autoencoder.fit(
-        **data_lib.fit_arguments(train, valid), epochs=config.fine_tune_epochs, shuffle=False,
+        **fit_arguments(models.autoencoder, train, valid), epochs=config.fine_tune_epochs,
+        shuffle=False,
         callbacks=[HistoryWriter(history_path), keras.callbacks.TerminateOnNaN()],
         verbose=1 if sys.stdout.isatty() else 2,
     )

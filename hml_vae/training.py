@@ -359,6 +359,45 @@ def build_and_compile(config: Config, strategy=None):
     return models
 
 
+def execution_steps(steps_per_epoch: int, wanted: int) -> int:
+    """The largest divisor of ``steps_per_epoch`` that is at most ``wanted``."""
+    return max(steps for steps in range(1, min(wanted, steps_per_epoch) + 1)
+               if steps_per_epoch % steps == 0)
+
+
+def fit_arguments(model: keras.Model, train, valid=None) -> dict:
+    """``model.fit`` data arguments that, when they can, keep one iterator per pipeline.
+
+    ``fit`` otherwise makes a new iterator of each pipeline every epoch, and in TF 2.21
+    deleting a tf.data iterator takes ~0.17 s whatever the data set (even
+    ``Dataset.range(10)``), up to 0.65 s of an epoch inside ``fit``: a quarter of the
+    dense VAE's epoch on 2 cores (benchmarks/throughput.py). Repeated pipelines with a
+    fixed number of steps are read by one iterator from the first epoch to the last, each
+    epoch still reshuffled.
+
+    Keras 3.15 runs whole executions of ``steps_per_execution`` steps, so on a repeated
+    pipeline an execution that straddled the end of an epoch would train on the next
+    epoch's batches. The steps per execution become the largest divisor of the epoch's
+    steps up to the compiled number (429 steps, 32 wanted: 13); when that divisor is below
+    a quarter of the wanted number (1,718 steps: 2), the pipelines are passed as they are.
+
+    Args:
+        model: compiled, not yet trained (its steps per execution may be lowered).
+        train, valid: pipelines from :func:`hml_vae.data.make_pipeline` (known lengths).
+    """
+    steps = int(train.cardinality())
+    wanted = model.steps_per_execution
+    divisor = execution_steps(steps, wanted)
+    if divisor < max(1, wanted // 4):
+        return {"x": train, "validation_data": valid}
+    model.steps_per_execution = divisor
+    arguments = {"x": train.repeat(), "steps_per_epoch": steps}
+    if valid is not None:
+        arguments.update(validation_data=valid.repeat(),
+                         validation_steps=int(valid.cardinality()))
+    return arguments
+
+
 def fit(config: Config, model: keras.Model, train, valid, work_dir: Path):
     """``model.fit`` with the run's callbacks; SIGINT/SIGTERM stop after the current epoch.
 
@@ -367,7 +406,7 @@ def fit(config: Config, model: keras.Model, train, valid, work_dir: Path):
     """
     with StopOnSignal() as stopper:
         history = model.fit(
-            **data_lib.fit_arguments(train, valid),
+            **fit_arguments(model, train, valid),
             epochs=config.epochs,
             # Family callbacks first: what they add to the logs (β) reaches HistoryWriter.
             callbacks=family_of(config).callbacks(config) + make_callbacks(config, work_dir)

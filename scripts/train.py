@@ -103,8 +103,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="training steps per call into the compiled graph (default 32; "
                         "1 is Keras' default)")
     parser.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, default=None,
-                        help="compile the training step with XLA (default: on for the dense "
-                        "families it makes faster on CPU: stacked, tied, sparse, greedy, vae)")
+                        help="compile the training step with XLA (default: on for the "
+                        "families it makes faster on CPU: stacked, tied, sparse, greedy, vae, "
+                        "recurrent)")
     parser.add_argument("--no-plots", action="store_false", default=None, dest="make_plots",
                         help="skip the figures (scripts/plot.py draws them later)")
     add_family_arguments(parser)

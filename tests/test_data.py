@@ -216,15 +216,3 @@ def test_full_batches_leave_out_a_different_remainder_each_epoch():
     assert [len(batch) for batch in batches(
         data_lib.make_pipeline(images[:10], 64, shuffle=True, full_batches=True))] == [10]
 
-
-def test_fit_arguments_repeat_the_pipelines_with_their_epoch_lengths():
-    images = data_lib.load_dataset("fashion_mnist", limit=300).train.images
-    train = data_lib.make_pipeline(images, 64, shuffle=True, full_batches=True)
-    valid = data_lib.make_pipeline(images[:100], 64)
-    arguments = data_lib.fit_arguments(train, valid)
-    assert arguments["steps_per_epoch"] == 4 and arguments["validation_steps"] == 2
-    # One iterator over the repeated pipeline: epoch after epoch, each a new permutation.
-    iterator = iter(arguments["x"])
-    first = np.concatenate([next(iterator)[0] for _ in range(4)])
-    second = np.concatenate([next(iterator)[0] for _ in range(4)])
-    assert len(first) == len(second) == 256 and not np.array_equal(first, second)

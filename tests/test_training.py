@@ -156,3 +156,20 @@ def test_xla_trains_the_same_vae():
 
     compiled, plain = losses(True), losses(False)
     np.testing.assert_allclose(compiled, plain, rtol=0.01)
+
+
+def test_each_epoch_trains_its_own_steps_with_one_iterator_per_pipeline():
+    images = load_dataset(limit=5_000).train.images
+    config = make_config("vae", "tiny", batch_size=64, steps_per_execution=32)
+    # 37 steps (a prime): new iterators each epoch, 32 steps a call; 48 steps: 24 a call.
+    for steps, executions in ((37, None), (48, 24)):
+        models = training.build_and_compile(config)
+        train = data_lib.make_pipeline(images[: steps * 64 + 10], 64, shuffle=True,
+                                       full_batches=True)
+        valid = data_lib.make_pipeline(images[:300], 64)
+        arguments = training.fit_arguments(models.whole, train, valid)
+        assert arguments.get("steps_per_epoch") == (executions and steps)
+        assert models.whole.steps_per_execution == (executions or 32)
+        models.whole.fit(**arguments, epochs=2, verbose=0)
+        assert int(models.whole.optimizer.iterations) == 2 * steps
+    assert training.execution_steps(429, 32) == 13 and training.execution_steps(1718, 32) == 2
