@@ -143,9 +143,9 @@ def main(argv=None) -> int:
         f"so no float32 implementation beats {loop_seconds:.0f} s by more than "
         f"{loop_seconds / report['decoder_seconds_at_matmul_peak']:.1f}× here.", "",
         f"Load average (1, 5, 15 min) before the run {rounded(machine['load_average_at_start'])}"
-        f", at its end {rounded(report['load_average_at_end'])} (this run adds up to 2): another "
-        f"process was benchmarking on the same 2 cores, which slows both implementations; "
-        f"their ratio is measured in one run, the loop in slices around the vectorised run.",
+        f", at its end {rounded(report['load_average_at_end'])} (this run adds up to 2; more "
+        f"means other work shared the 2 cores and slowed both implementations). Their ratio "
+        f"is measured in one run, the loop in slices around the vectorised run.",
         "",
     ]
     (RESULTS / f"evaluation_speed{suffix}.md").write_text("\n".join(lines))
