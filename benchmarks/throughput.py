@@ -2,7 +2,7 @@
 PyTorch examples' VAE recipe, on the same machine, in one run.
 
     .venv/bin/pip install -r benchmarks/requirements.txt   # torch, CPU build
-    .venv/bin/python benchmarks/throughput.py                # about 12 minutes on 2 cores
+    .venv/bin/python benchmarks/throughput.py                # about 8 minutes on 2 cores
     .venv/bin/python benchmarks/throughput.py --epochs 3 --rounds 1 --limit 10000  # smoke
 
 The recipe (both sides): 784-400-20 MLP, ReLU, Bernoulli decoder trained with binary
@@ -101,7 +101,9 @@ def run_keras(train, test, epochs: int, seed: int, speed: dict) -> dict:
                      callbacks=[Timer()], shuffle=False)
     terms = likelihood_terms(models, test, iwae_samples=1, seed=seed)
     return {"epoch_seconds": times, "images_per_epoch": len(train) // 128 * 128,
-            "test_neg_elbo_gray": float(np.mean(terms["neg_elbo"])), **speed_options(config)}
+            "test_neg_elbo_gray": float(np.mean(terms["neg_elbo"])),
+            "jit_compile": speed_options(config)["jit_compile"],
+            "steps_per_execution": models.whole.steps_per_execution}  # as fit ran it
 
 
 # --- PyTorch reference ----------------------------------------------------------------------
@@ -181,8 +183,8 @@ def images_per_second(result: dict) -> float:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--limit", type=int, help="train on the first N images (smoke runs)")
     args = parser.parse_args(argv)
 
@@ -220,6 +222,11 @@ def main(argv=None) -> int:
         }
     ratios = {name: summary["hml_vae"]["images_per_second"] / summary[name]["images_per_second"]
               for name in runs if name != "hml_vae"}
+    # The same ratio within each round (neighbouring runs): how much the machine's speed
+    # drifted between rounds shows in their spread.
+    round_ratios = {name: [images_per_second(mine) / images_per_second(theirs)
+                           for mine, theirs in zip(runs["hml_vae"], runs[name], strict=True)]
+                    for name in ratios}
     report = {
         "machine": describe_machine(),
         "protocol": {"epochs": args.epochs, "rounds": args.rounds, "train_images": len(train),
@@ -228,6 +235,7 @@ def main(argv=None) -> int:
         "matmul_peak_flops": peak,
         "summary": summary,
         "speed_ratios_of_hml_vae": ratios,
+        "speed_ratios_of_hml_vae_per_round": round_ratios,
         "runs": runs,
     }
     suffix = "" if args.limit is None else f"_limit{args.limit}"
@@ -249,7 +257,10 @@ def main(argv=None) -> int:
             f"{row['achieved_flops'] / 1e9:.1f} | {100 * row['fraction_of_peak']:.0f} % | "
             f"{row['test_neg_elbo_gray']:.2f} |")
     lines += ["", "hml_vae's images/s over: " + ", ".join(
-        f"{name} **{ratio:.2f}×**" for name, ratio in ratios.items()), ""]
+        f"{name} **{ratio:.2f}×**" for name, ratio in ratios.items()), "",
+        "Per round (" + " / ".join(str(index + 1) for index in range(args.rounds)) + "): "
+        + "; ".join(f"{name} " + " / ".join(f"{ratio:.2f}×" for ratio in values)
+                    for name, values in round_ratios.items()), ""]
     (RESULTS / f"throughput{suffix}.md").write_text("\n".join(lines))
     print("\n".join(lines))
     return 0
