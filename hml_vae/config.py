@@ -33,9 +33,10 @@ DEFAULT_SPARSITY_WEIGHTS = {"kl": 0.05, "l1": 1e-4}
 MAX_CONV_BLOCKS = 3  # 28 -> 14 -> 7 -> 3 pixels; see hml_vae.models.autoencoders
 PRESETS = ("default", "tiny")
 # Families whose training step runs faster compiled by XLA on CPU
-# (benchmarks/results/xla_by_family.md: 1.2-2x the images/s; greedy trains stacked
-# levels). Not denoising: XLA's stateless random numbers (Keras' Dropout and GaussianNoise
-# masks) make its step ~5x slower; conv is ~2x slower, conv_vae no faster.
+# (benchmarks/results/xla_by_family.md: 1.1-2.5x the images/s; recurrent 1.0-1.95x over
+# three runs; greedy trains stacked levels). Not denoising: XLA's stateless random numbers
+# (Keras' Dropout and GaussianNoise masks) make its step ~5x slower; conv is ~2x slower,
+# conv_vae 0.5-1.0x.
 XLA_FAMILIES = ("stacked", "tied", "sparse", "greedy", "vae", "recurrent")
 # tf.distribute strategies (see hml_vae.distribute): auto picks multi_worker when TF_CONFIG
 # describes a cluster, mirrored when there are several GPUs or --cpu-replicas > 1.
