@@ -38,18 +38,10 @@ EXTRA_COLUMNS = (
 )
 
 
-def family_list(text: str) -> tuple[str, ...]:
-    families = tuple(part.strip() for part in text.split(",") if part.strip())
-    unknown = [family for family in families if family not in FAMILIES]
-    if not families or unknown:
-        raise argparse.ArgumentTypeError(
-            f"unknown families {unknown or [text]}; choose from {','.join(FAMILIES)}")
-    return families
-
-
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--families", type=family_list, default=FAMILIES,
+    parser.add_argument("--families", type=cli.name_list(FAMILIES, "families"),
+                        default=FAMILIES,
                         help=f"comma-separated subset of {','.join(FAMILIES)} (default: all)")
     parser.add_argument("--limit", type=cli.positive_int,
                         help="train on the first N images (smoke runs)")

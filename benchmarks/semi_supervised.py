@@ -157,7 +157,8 @@ def to_markdown(report: dict) -> str:
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--encoders", default=",".join(ENCODERS),
+    parser.add_argument("--encoders", type=cli.name_list(ENCODERS, "encoders"),
+                        default=ENCODERS,
                         help=f"comma-separated, from {', '.join(ENCODERS)}")
     parser.add_argument("--labels", type=cli.int_list, default=DEFAULT_LABELS)
     parser.add_argument("--seeds", type=cli.positive_int, default=DEFAULT_SEEDS)
@@ -176,10 +177,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    names = args.encoders.split(",")
-    unknown = sorted(set(names) - set(ENCODERS))
-    if unknown:
-        raise ValueError(f"unknown encoders {unknown}; expected some of {', '.join(ENCODERS)}.")
+    names = args.encoders
     from benchmarks.machine import describe_machine
     from hml_vae.semi_supervised import ExperimentSettings
 

@@ -37,7 +37,8 @@ BATCH_SIZES = (1, 256)
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--models", default="stacked,vae",
+    parser.add_argument("--models", type=cli.name_list(MODELS, "models"),
+                        default=("stacked", "vae"),
                         help=f"comma-separated families to train and export (from: "
                         f"{', '.join(MODELS)}; default: stacked,vae)")
     parser.add_argument("--savedmodel", help="time this SavedModel instead of training")
@@ -50,11 +51,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--results-dir", default=str(ROOT / "benchmarks" / "results"))
     parser.add_argument("--stem", default="serving_latency",
                         help="file name of the results, without suffix")
-    args = parser.parse_args(argv)
-    unknown = sorted(set(args.models.split(",")) - set(MODELS))
-    if unknown:
-        parser.error(f"unknown models {unknown}; expected some of {', '.join(MODELS)}")
-    return args
+    return parser.parse_args(argv)
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -160,7 +157,7 @@ def main(argv=None) -> None:
             note = f"SavedModel {args.savedmodel}."
         else:
             targets = {model: export_trained(model, args.limit, Path(scratch))
-                       for model in args.models.split(",")}
+                       for model in args.models}
             note = (f"Models: each family's default preset (HOML's architecture), trained "
                     f"one epoch on {args.limit} images (latency does not depend on training).")
         for name, path in targets.items():

@@ -89,7 +89,8 @@ def to_markdown(report: dict) -> str:
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--recipes", default=",".join(RECIPES),
+    parser.add_argument("--recipes", type=cli.name_list(RECIPES, "recipes"),
+                        default=tuple(RECIPES),
                         help=f"comma-separated, from {', '.join(RECIPES)}")
     parser.add_argument("--epochs", type=cli.positive_int, default=10)
     parser.add_argument("--iwae-samples", type=cli.positive_int, default=1000)
@@ -102,10 +103,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    names = args.recipes.split(",")
-    unknown = sorted(set(names) - set(RECIPES))
-    if unknown:
-        raise ValueError(f"unknown recipes {unknown}; expected some of {', '.join(RECIPES)}.")
+    names = args.recipes
     with tempfile.TemporaryDirectory() as temporary:
         runs_dir = Path(args.runs_dir or temporary)
         recipes = {name: run_recipe(name, args, runs_dir) for name in names}

@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.machine import describe_machine  # noqa: E402
 from benchmarks.throughput import RESULTS  # noqa: E402
+from hml_vae import cli  # noqa: E402
 
 FAMILIES = ("stacked", "tied", "sparse", "denoising", "vae", "conv", "conv_vae", "recurrent")
 
@@ -62,20 +63,17 @@ def measure(families, data, rounds: int) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--families", default=",".join(FAMILIES))
+    parser.add_argument("--families", type=cli.name_list(FAMILIES, "families"),
+                        default=FAMILIES)
     parser.add_argument("--limit", type=int, default=10_000, help="training images")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
-    families = [name for name in args.families.split(",") if name]
-    unknown = sorted(set(families) - set(FAMILIES))
-    if unknown:
-        parser.error(f"unknown families {unknown}; choose from {','.join(FAMILIES)}")
 
     from hml_vae.config import XLA_FAMILIES
     from hml_vae.data import load_dataset
 
     data = load_dataset("fashion_mnist", limit=args.limit, binarize="dynamic")
-    measured = measure(families, data, args.rounds)
+    measured = measure(args.families, data, args.rounds)
     rows = []
     for family, modes in measured.items():
         xla = statistics.median(modes["xla"]["epochs"])
@@ -88,7 +86,7 @@ def main(argv=None) -> int:
               "protocol": {"train_images": len(data.train.images), "rounds": args.rounds,
                            "presets": "default"},
               "rows": rows, "runs": measured}
-    suffix = "" if args.families == ",".join(FAMILIES) else "_partial"
+    suffix = "" if args.families == FAMILIES else "_partial"
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"xla_by_family{suffix}.json").write_text(json.dumps(report, indent=2) + "\n")
     machine = report["machine"]

@@ -49,6 +49,23 @@ def int_list(text: str) -> tuple[int, ...]:
     return values
 
 
+def name_list(choices, what: str) -> Callable[[str], tuple[str, ...]]:
+    """An argparse ``type`` for a comma-separated subset of ``choices``:
+    ``"vae,stacked"`` -> ("vae", "stacked"); unknown or no names are an error naming
+    ``what`` they should be and the choices."""
+
+    def parse(text: str) -> tuple[str, ...]:
+        names = tuple(part.strip() for part in text.split(",") if part.strip())
+        unknown = [name for name in names if name not in choices]
+        if not names or unknown:
+            raise argparse.ArgumentTypeError(
+                f"unknown {what} {unknown or [text]}; choose from {','.join(choices)}")
+        return names
+
+    parse.__name__ = f"comma-separated {what}"
+    return parse
+
+
 def run_main(main: Callable[[], object]) -> int:
     """Runs a script's main; a user's mistake becomes one line on stderr and exit code 2
     (1 for a failed run) instead of a traceback."""
