@@ -1,5 +1,18 @@
 """hml_vae: the autoencoders of Hands-On Machine Learning ch. 17 and variational autoencoders
-in Keras 3. Modules, in the order data flows: data -> layers/losses -> models -> training ->
-evaluation -> plots/export."""
+in Keras 3. Modules, in the order data flows: data -> layers/losses -> families -> training
+-> evaluation -> plots/export.
 
-__version__ = "0.1.0"
+Importing the package registers every custom layer with Keras, so
+``keras.saving.load_model("RUN/model.keras")`` works for every family after
+``import hml_vae``. It never changes matplotlib's backend.
+"""
+
+import os
+
+# TensorFlow's C++ start-up chatter (CUDA probing, CPU feature notes) hides the messages
+# users need; keep warnings and errors. Must be set before TensorFlow is imported.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from hml_vae import layers  # noqa: E402, F401  (registers the custom layers)
+
+__version__ = "0.2.0"

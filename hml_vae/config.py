@@ -1,124 +1,193 @@
-"""Typed run configuration with named presets (``default`` = HOML's recipe, ``tiny`` = tests).
+"""Typed run configuration: the one source of every default, help text and choice.
 
 A :class:`Config` is everything needed to rebuild a run: it is saved as ``config.json`` in
-every run directory and read back by evaluation, plotting and export.
+every run directory and read back by evaluation, plotting and export. The command-line
+flags of ``scripts/train.py`` are generated from its fields (:mod:`hml_vae.cli`), so a
+field's default and help live only here; a family's presets (``default`` = the book's
+recipe, ``tiny`` = seconds on a CPU) live in its module under :mod:`hml_vae.families`.
+
+Fields marked ``family_option`` belong to some families only (``beta`` to the VAEs,
+``noise`` to denoising, ...): set for another family, they are an error.
 
 Example:
     >>> config = make_config("stacked", preset="tiny", epochs=2)
     >>> config.hidden, config.latent_dim
     ((16,), 8)
+    >>> config = config.for_images((32, 32, 3))   # bound to a data set's image shape
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 
-from hml_vae.data import BINARIZATIONS, DATASETS
+from hml_vae import families
+from hml_vae.data import BINARIZATIONS, COLORS, STREAMING
 
-MODELS = ("stacked", "tied", "conv", "recurrent", "denoising", "sparse", "greedy", "vae",
-          "conv_vae")
-VAE_MODELS = ("vae", "conv_vae")
-LIKELIHOODS = ("bernoulli", "gaussian")
-LEARNED_SIGMA = ("none", "global", "pixel")
-# Dense autoencoders that must narrow at every layer (784 -> hidden... -> latent_dim).
-UNDERCOMPLETE_DENSE_MODELS = ("stacked", "tied", "denoising", "greedy")
-PIXELS = 28 * 28
-NOISE_KINDS = ("gaussian", "dropout")
-SPARSITY_KINDS = ("kl", "l1")
-# HOML's weights for the two sparsity penalties (see _PRESET_VALUES["sparse"]); used when
-# sparsity_weight is not given.
-DEFAULT_SPARSITY_WEIGHTS = {"kl": 0.05, "l1": 1e-4}
-MAX_CONV_BLOCKS = 3  # 28 -> 14 -> 7 -> 3 pixels; see hml_vae.models.autoencoders
-PRESETS = ("default", "tiny")
-# Families whose training step runs faster compiled by XLA on CPU
-# (benchmarks/results/xla_by_family.md: 1.1-2.5x the images/s; recurrent 1.0-1.95x over
-# three runs; greedy trains stacked levels). Not denoising: XLA's stateless random numbers
-# (Keras' Dropout and GaussianNoise masks) make its step ~5x slower; conv is ~2x slower,
-# conv_vae 0.5-1.0x.
-XLA_FAMILIES = ("stacked", "tied", "sparse", "greedy", "vae", "recurrent")
-# tf.distribute strategies (see hml_vae.distribute): auto picks multi_worker when TF_CONFIG
-# describes a cluster, mirrored when there are several GPUs or --cpu-replicas > 1.
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 OPTIMIZERS = ("nadam", "adam", "sgd")
+MIN_IMAGE_SIDE = 8
+
+
+def option(default, help: str, choices=None, family_option: bool = False,
+           flag: str | None = None, cli: bool = True, **extra):
+    """A config field with what the CLI and the docs need to know about it.
+
+    Args:
+        default: the one default of this setting.
+        help: what it does (the CLI appends the default).
+        choices: allowed values (a tuple, or a callable returning one).
+        family_option: read by some families only (see Family.options).
+        flag: the CLI flag when it is not ``--field-name``.
+        cli: False for fields the run derives (``image_shape``).
+    """
+    metadata = {"help": help, "choices": choices, "family_option": family_option,
+                "flag": flag, "cli": cli, **extra}
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
     """One training run. Field names match the CLI flags (``--latent-dim`` -> latent_dim)."""
 
-    model: str = "stacked"
-    dataset: str = "fashion_mnist"
-    data_dir: str | None = None
-    download: bool = False
-    limit: int | None = None
-    binarize: str = "none"
-    seed: int = 42
-    # How to train, not what: neither changes the model, and a run interrupted under one
-    # strategy may be resumed under another. ``batch_size`` is the global batch, split
-    # across replicas. ``cpu_replicas`` splits the CPU into that many logical devices so
-    # ``mirrored`` can be tried without GPUs.
-    strategy: str = "default"
-    cpu_replicas: int = 1
-    # Architecture: hidden layer sizes of the encoder (the decoder mirrors them) and the
-    # size of the coding (the latent space for VAEs). For ``conv`` the hidden sizes are
-    # the filters of the conv+pooling blocks, for ``recurrent`` the LSTM units; for
-    # ``greedy`` (hidden..., latent_dim) are the codings of the pretrained levels.
-    hidden: tuple[int, ...] = (100,)
-    latent_dim: int = 30
-    # Denoising: the input corruption, used in training only.
-    noise: str = "dropout"
-    noise_stddev: float = 0.2
-    dropout_rate: float = 0.5
-    # Sparse: the coding's activity penalty; sparsity_weight None means HOML's weight for
-    # the chosen kind (DEFAULT_SPARSITY_WEIGHTS), filled in when the config is made.
-    sparsity: str = "kl"
-    sparsity_target: float = 0.1
-    sparsity_weight: float | None = None
-    # Greedy layer-wise pretraining: ``epochs`` trains each level, then the stacked model
-    # is fine-tuned end to end for this many epochs (0: no fine-tuning).
-    fine_tune_epochs: int = 0
-    # Optimisation.
-    epochs: int = 20
-    batch_size: int = 32
-    optimizer: str = "nadam"
-    learning_rate: float = 1e-3
-    early_stopping_patience: int | None = None  # None: train every epoch
-    # Speed (benchmarks/throughput.py): training steps per call into the compiled graph
-    # (fewer Python round trips; ~1.2x the images/s of 1 on 2 CPU cores for the dense
-    # VAE), and XLA compilation of the step: None takes the family's measured choice
-    # (XLA_FAMILIES), True/False force it.
-    steps_per_execution: int = 32
-    jit_compile: bool | None = None
-    make_plots: bool = True
-    # Variational autoencoders (ignored by the other families). The decoder's likelihood:
-    # bernoulli (logits; numbers are likelihoods on binary images) or gaussian (means,
-    # with a fixed gaussian_sigma, or learned: one global or one per pixel, starting there).
-    likelihood: str = "bernoulli"
-    gaussian_sigma: float = 1.0
-    learned_sigma: str = "none"
-    beta: float = 1.0  # weight of the KL term; 1 is the ELBO
-    warmup_epochs: int = 0  # epochs of linear β warm-up from 0 (0: none)
-    free_bits: float = 0.0  # nats per latent dimension (0: none)
-    iwae_samples: int = 100  # K of the importance-weighted log p(x) in metrics.json
+    model: str = option("stacked", "model family", choices=families.names)
+    # --- Data ---------------------------------------------------------------------------
+    dataset: str = option("fashion_mnist", "data set: fashion_mnist or mnist (IDX files), or "
+                          "any image data set of tensorflow-datasets by name, e.g. cifar10")
+    data_dir: str | None = option(None, "directory with the four IDX files (overrides "
+                                  "HML_VAE_DATA_DIR and the installed data set)")
+    download: bool = option(False, "let tensorflow-datasets download the data (needs network)")
+    images: str | None = option(None, "a folder of images (class subfolders become labels) "
+                                "instead of --dataset")
+    npz: str | None = option(None, "an .npz file with 'images' (N, H, W[, C]) and optionally "
+                             "'labels', instead of --dataset")
+    image_size: tuple[int, int] | None = option(
+        None, "resize the folder's images to H,W (needed when their sizes differ)",
+        parse="size")
+    color: str | None = option(None, "read the folder's images as grayscale or rgb (default: "
+                               "as stored)", choices=COLORS)
+    streaming: str = option("auto", "memory: load the images into memory; stream: read them "
+                            "from their files batch by batch; auto: stream when they would "
+                            "not fit", choices=STREAMING)
+    limit: int | None = option(None, "train on the first N images (and proportionally fewer "
+                               "validation/test images)", positive=True)
+    binarize: str | None = option(None, "binarize pixels: none, static (drawn once) or dynamic "
+                                  "(redrawn every epoch); default: dynamic for Bernoulli VAEs, "
+                                  "none otherwise", choices=BINARIZATIONS)
+    image_shape: tuple[int, ...] | None = option(
+        None, "(H, W, C) of the run's images, set from the data set", cli=False)
+    seed: int = option(42, "random seed of weights, shuffling, noise and sampling")
+    # --- How to train, not what: a run interrupted under one strategy may resume under
+    # another. ``batch_size`` is the global batch, split across replicas.
+    strategy: str = option("default", "tf.distribute strategy: auto (multi_worker under a "
+                           "TF_CONFIG cluster, mirrored with several GPUs or --cpu-replicas), "
+                           "default, mirrored, multi_worker", choices=STRATEGIES)
+    cpu_replicas: int = option(1, "split the CPU into N logical devices for --strategy "
+                               "mirrored", positive=True)
+    # --- Architecture ---------------------------------------------------------------------
+    hidden: tuple[int, ...] = option(
+        (100,), "encoder hidden sizes, e.g. 100 or 150,100 (the decoder mirrors them); conv "
+        "families: filters per stride-2 block, e.g. 16,32,64; recurrent: LSTM units; greedy: "
+        "the codings of every level but the last", parse="int_list")
+    latent_dim: int = option(30, "size of the coding (the latent space of VAEs)", positive=True)
+    noise: str = option("dropout", "input corruption in training", choices=("dropout",
+                        "gaussian"), family_option=True)
+    noise_stddev: float = option(0.2, "standard deviation of --noise gaussian",
+                                 family_option=True, positive=True)
+    dropout_rate: float = option(0.5, "share of pixels --noise dropout zeroes, in (0, 1)",
+                                 family_option=True)
+    sparsity: str = option("kl", "activity penalty of the coding: kl (mean activation pulled "
+                           "to --sparsity-target) or l1", choices=("kl", "l1"),
+                           family_option=True)
+    sparsity_target: float = option(0.1, "wanted mean activation of a coding unit, in (0, 1)",
+                                    family_option=True)
+    sparsity_weight: float | None = option(None, "penalty weight (default: HOML's, 0.05 for "
+                                           "kl, 1e-4 for l1)", family_option=True,
+                                           positive=True)
+    fine_tune_epochs: int = option(0, "epochs of end-to-end training after stacking the "
+                                   "levels (0: none)", family_option=True, non_negative=True)
+    # --- Optimisation ---------------------------------------------------------------------
+    epochs: int = option(20, "training epochs (greedy: of each level)", positive=True)
+    batch_size: int = option(32, "images per step (the global batch under a strategy)",
+                             positive=True)
+    optimizer: str = option("nadam", "optimizer", choices=OPTIMIZERS)
+    learning_rate: float = option(1e-3, "learning rate", positive=True)
+    early_stopping_patience: int | None = option(
+        None, "stop after N epochs without a lower validation loss (default: train every "
+        "epoch)", flag="--patience", positive=True)
+    # Speed (benchmarks/throughput.py): fewer Python round trips per step, and XLA.
+    steps_per_execution: int = option(32, "training steps per call into the compiled graph "
+                                      "(1 is Keras' default)", positive=True)
+    jit_compile: bool | None = option(None, "compile the training step with XLA (default: "
+                                      "the family's measured choice)")
+    make_plots: bool = option(True, "draw the figures (scripts/plot.py draws them later)",
+                              flag="--plots")
+    # --- Variational autoencoders ---------------------------------------------------------
+    likelihood: str | None = option(
+        None, "the decoder's likelihood: bernoulli (logits) or gaussian (means); default: "
+        "bernoulli for grayscale images, gaussian for colour", choices=("bernoulli",
+                                                                       "gaussian"),
+        family_option=True)
+    gaussian_sigma: float = option(1.0, "σ of a Gaussian decoder, or the start of a learned "
+                                   "σ (1: the σ = 1 case of docs/vae.md)", family_option=True,
+                                   positive=True)
+    learned_sigma: str = option("none", "learn the Gaussian decoder's σ: none, global or per "
+                                "pixel", choices=("none", "global", "pixel"),
+                                family_option=True)
+    beta: float = option(1.0, "weight of the KL term (1: the ELBO)", family_option=True,
+                         non_negative=True)
+    warmup_epochs: int = option(0, "raise β linearly from 0 over N epochs (0: no warm-up)",
+                                family_option=True, non_negative=True)
+    free_bits: float = option(0.0, "free bits λ in nats per latent dimension (0: none)",
+                              family_option=True, non_negative=True)
+    iwae_samples: int = option(100, "K of the importance-weighted log p(x) in metrics.json",
+                               family_option=True, positive=True)
 
     def __post_init__(self) -> None:
         # JSON has no tuples: accept lists so a saved config round-trips.
-        object.__setattr__(self, "hidden", tuple(self.hidden))
-        if self.sparsity_weight is None and self.sparsity in DEFAULT_SPARSITY_WEIGHTS:
-            object.__setattr__(self, "sparsity_weight", DEFAULT_SPARSITY_WEIGHTS[self.sparsity])
+        for name in ("hidden", "image_shape", "image_size"):
+            value = getattr(self, name)
+            if isinstance(value, list):
+                object.__setattr__(self, name, tuple(value))
+        family = families.get(self.model)
+        for name, value in family.fill(self).items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
+        if self.binarize is None and self.image_shape is not None:
+            object.__setattr__(self, "binarize", "none")
         validate(self)
 
+    @property
+    def family(self) -> families.Family:
+        return families.get(self.model)
+
+    def for_images(self, image_shape) -> Config:
+        """This config bound to images of ``image_shape`` (H, W, C): the family fills in
+        what depends on it and checks that its sizes fit."""
+        return dataclasses.replace(self, image_shape=tuple(int(size) for size in image_shape))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(self.to_json() + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> Config:
-        values = json.loads(Path(path).read_text())
+        """The config saved at ``path``; ValueError naming the file when it is not one."""
+        path = Path(path)
+        try:
+            values = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}: not valid JSON ({error}); it is not an hml_vae "
+                             f"config.json.") from None
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: expected a JSON object of config fields.")
         known = {field.name for field in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -126,184 +195,123 @@ class Config:
                 f"{path}: unknown config keys {unknown}; this run was written by another "
                 f"version of hml_vae. Known keys: {sorted(known)}."
             )
-        return cls(**values)
+        try:
+            return cls(**values)
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
 
 
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"unknown {name} {value!r}; expected one of: {', '.join(choices)}.")
+def fields() -> tuple[dataclasses.Field, ...]:
+    """The config's fields, in declaration order."""
+    return dataclasses.fields(Config)
 
 
-def _check_positive(name: str, value: float | None, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if value is None or not value > 0:  # "not >" also rejects NaN
-        raise ValueError(f"{name} must be a positive number, got {value!r}.")
+def field_choices(field: dataclasses.Field) -> tuple | None:
+    choices = field.metadata.get("choices")
+    return choices() if callable(choices) else choices
+
+
+def _label(name: str) -> str:
+    return name.replace("_", " ")
 
 
 def validate(config: Config) -> None:
     """Raises ValueError for any value no run could use, before anything is trained."""
-    _check_choice("model", config.model, MODELS)
-    _check_choice("dataset", config.dataset, DATASETS)
-    _check_choice("binarization", config.binarize, BINARIZATIONS)
-    _check_choice("strategy", config.strategy, STRATEGIES)
-    _check_choice("optimizer", config.optimizer, OPTIMIZERS)
+    for field in fields():
+        value = getattr(config, field.name)
+        choices = field_choices(field)
+        if choices is not None and value is not None and value not in choices:
+            raise ValueError(f"unknown {_label(field.name)} {value!r}; expected one of: "
+                             f"{', '.join(map(str, choices))}.")
+        if value is None or isinstance(value, bool):
+            continue
+        if field.metadata.get("positive") and not (
+                isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise ValueError(f"{_label(field.name)} must be a positive number, got {value!r}.")
+        if field.metadata.get("non_negative") and not (
+                isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+            raise ValueError(f"{_label(field.name)} must be >= 0, got {value!r} (0 turns it "
+                             f"off).")
+    for name in ("epochs", "batch_size", "latent_dim", "steps_per_execution", "cpu_replicas",
+                 "fine_tune_epochs", "warmup_epochs", "iwae_samples", "seed"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{_label(name)} must be a whole number, got {value!r}.")
     if config.jit_compile not in (None, True, False):
         raise ValueError(f"jit_compile must be true, false or null (the family's choice), got "
                          f"{config.jit_compile!r}.")
-    for name in ("epochs", "batch_size", "latent_dim", "learning_rate", "steps_per_execution"):
-        _check_positive(name.replace("_", " "), getattr(config, name))
-    _check_positive("limit", config.limit, allow_none=True)
-    if isinstance(config.cpu_replicas, bool) or not (
-        isinstance(config.cpu_replicas, int) and config.cpu_replicas >= 1
-    ):
-        raise ValueError(
-            f"cpu replicas must be a whole number >= 1, got {config.cpu_replicas!r}; "
-            f"--cpu-replicas 2 splits the CPU into two devices for --strategy mirrored."
-        )
-    _check_positive("early stopping patience", config.early_stopping_patience, allow_none=True)
-    _check_choice("likelihood", config.likelihood, LIKELIHOODS)
-    _check_choice("learned sigma", config.learned_sigma, LEARNED_SIGMA)
-    _check_positive("gaussian sigma", config.gaussian_sigma)
-    _check_positive("iwae samples (K)", config.iwae_samples)
-    for name in ("beta", "warmup_epochs", "free_bits"):
-        value = getattr(config, name)
-        if value is None or not value >= 0:
+    if not config.hidden or any(isinstance(size, bool) or not isinstance(size, int)
+                                or size <= 0 for size in config.hidden):
+        raise ValueError(f"hidden layer sizes must be positive integers, got "
+                         f"{list(config.hidden)}; e.g. --hidden 100 or --hidden 150,100.")
+    if not isinstance(config.dataset, str) or not config.dataset.strip():
+        raise ValueError(f"dataset must be a data set name such as fashion_mnist or cifar10, "
+                         f"got {config.dataset!r}.")
+    if config.images is not None and config.npz is not None:
+        raise ValueError("--images and --npz name two data sources; pass one of them.")
+    _validate_sizes(config)
+    _validate_family_options(config)
+    config.family.check(config)
+
+
+def _validate_sizes(config: Config) -> None:
+    if config.image_size is not None:
+        size = config.image_size
+        if (len(size) != 2 or any(isinstance(side, bool) or not isinstance(side, int)
+                                  or side < MIN_IMAGE_SIDE for side in size)):
+            raise ValueError(f"image size must be two whole numbers H,W of at least "
+                             f"{MIN_IMAGE_SIDE}, got {size!r}; e.g. --image-size 32,32.")
+    if config.image_shape is not None:
+        shape = config.image_shape
+        if (len(shape) != 3 or any(isinstance(side, bool) or not isinstance(side, int)
+                                   for side in shape)
+                or min(shape[:2]) < MIN_IMAGE_SIDE or shape[2] not in (1, 3)):
             raise ValueError(
-                f"{name.replace('_', ' ')} must be >= 0, got {value!r} (0 turns it off"
-                f"{'; 1 is the ELBO' if name == 'beta' else ''})."
+                f"image shape must be (H, W, C) with H, W >= {MIN_IMAGE_SIDE} and C = 1 "
+                f"(grayscale) or 3 (colour), got {shape!r}."
             )
-    if not config.hidden or any(
-        not isinstance(size, int) or size <= 0 for size in config.hidden
-    ):
-        raise ValueError(
-            f"hidden layer sizes must be positive integers, got {list(config.hidden)}; "
-            f"e.g. --hidden 100 or --hidden 150,100."
-        )
-    if isinstance(config.fine_tune_epochs, bool) or not (
-        isinstance(config.fine_tune_epochs, int) and config.fine_tune_epochs >= 0
-    ):
-        raise ValueError(
-            f"fine-tune epochs must be a whole number >= 0, got {config.fine_tune_epochs!r}."
-        )
-    _validate_architecture(config)
-    _validate_denoising(config)
-    _validate_sparsity(config)
 
 
-def _validate_architecture(config: Config) -> None:
-    """Sizes the model family can be built with (the builders check them again; here they
-    fail before TensorFlow is imported and data is loaded)."""
-    if config.model in UNDERCOMPLETE_DENSE_MODELS:
-        inputs = PIXELS
-        for size in (*config.hidden, config.latent_dim):
-            if size > inputs:
-                raise ValueError(
-                    f"{config.model}: a layer of {size} units after {inputs} inputs; an "
-                    f"undercomplete autoencoder narrows at every layer. Use sizes that "
-                    f"decrease from {PIXELS}, e.g. --hidden 100 --latent-dim 30."
-                )
-            inputs = size
-    if config.model in ("conv", "recurrent") and config.latent_dim >= PIXELS:
-        raise ValueError(
-            f"{config.model}: a coding of {config.latent_dim} units is not smaller than the "
-            f"{PIXELS} pixels it encodes; pass --latent-dim below {PIXELS}, e.g. 30."
-        )
-    if config.model == "conv" and len(config.hidden) > MAX_CONV_BLOCKS:
-        raise ValueError(
-            f"conv: {len(config.hidden)} conv+pooling blocks (--hidden "
-            f"{','.join(map(str, config.hidden))}) do not fit a 28x28 image; at most "
-            f"{MAX_CONV_BLOCKS}, e.g. --hidden 16,32,64."
-        )
+def _validate_family_options(config: Config) -> None:
+    """A setting that belongs to other families must keep its default: silently saving
+    ``--beta 2`` for a stacked autoencoder would mislead whoever reads the run."""
+    family = config.family
+    for field in fields():
+        if not field.metadata.get("family_option") or field.name in family.options:
+            continue
+        if getattr(config, field.name) != field.default:
+            owners = families.families_with_option(field.name)
+            raise ValueError(
+                f"{flag_name(field)} does not apply to --model {config.model}; it is an "
+                f"option of {', '.join(owners)}. Leave it out."
+            )
 
 
-def _validate_denoising(config: Config) -> None:
-    _check_choice("noise", config.noise, NOISE_KINDS)
-    _check_positive("noise stddev", config.noise_stddev)
-    if not 0 < config.dropout_rate < 1:
-        raise ValueError(
-            f"dropout rate is the probability of zeroing a pixel and must lie in (0, 1), got "
-            f"{config.dropout_rate!r}; e.g. --dropout-rate 0.5."
-        )
+def flag_name(field: dataclasses.Field) -> str:
+    """The CLI flag of a config field (``latent_dim`` -> ``--latent-dim``)."""
+    return field.metadata.get("flag") or "--" + field.name.replace("_", "-")
 
 
-def _validate_sparsity(config: Config) -> None:
-    _check_choice("sparsity", config.sparsity, SPARSITY_KINDS)
-    if not 0 < config.sparsity_target < 1:
-        raise ValueError(
-            f"sparsity target is the wanted mean activation of a sigmoid coding unit and "
-            f"must lie in (0, 1), got {config.sparsity_target!r}; e.g. --sparsity-target 0.1."
-        )
-    _check_positive("sparsity weight", config.sparsity_weight)
+def make_config(model: str = "stacked", preset: str = "default", base: Config | None = None,
+                **overrides) -> Config:
+    """The config for ``model``: its preset's values (or ``base``'s, a saved config to run
+    again), then ``overrides`` (None means "keep").
 
-
-# Per model family: the preset's values. ``default`` is HOML's recipe (3rd edition,
-# ch. 17: 784-100-30-100-784, ReLU, MSE, Nadam, 20 epochs, Keras' default batch of 32);
-# ``tiny`` trains in seconds on a CPU for tests and smoke runs.
-_TINY_DENSE = {"hidden": (16,), "latent_dim": 8, "epochs": 1, "batch_size": 64}
-_PRESET_VALUES: dict[str, dict[str, dict]] = {
-    "stacked": {"default": {}, "tiny": _TINY_DENSE},
-    # HOML: the stacked model with the transposed kernels in the decoder.
-    "tied": {"default": {}, "tiny": _TINY_DENSE},
-    # HOML 3rd ed.: Conv2D 16, 32, 64 (3x3, "same", ReLU) each with 2x2 max pooling down to
-    # 3x3x64, a Conv2D of 30 filters + global average pooling as the 30-unit coding, and
-    # Conv2DTranspose 32, 16, 1 (stride 2) back to 28x28.
-    "conv": {
-        "default": {"hidden": (16, 32, 64), "latent_dim": 30},
-        "tiny": {"hidden": (4, 8, 8), "latent_dim": 8, "epochs": 1, "batch_size": 64},
-    },
-    # HOML 3rd ed.: LSTM(100) -> LSTM(30) over the 28 rows; RepeatVector(28) -> LSTM(100)
-    # -> Dense(28) on every row.
-    "recurrent": {
-        "default": {"hidden": (100,), "latent_dim": 30},
-        "tiny": {"hidden": (8,), "latent_dim": 4, "epochs": 1, "batch_size": 64},
-    },
-    # HOML 3rd ed.: the stacked 100-30 model with Dropout(0.5) on its inputs; its Gaussian
-    # variant uses GaussianNoise(0.2) (--noise gaussian).
-    "denoising": {
-        "default": {"noise": "dropout", "dropout_rate": 0.5, "noise_stddev": 0.2},
-        "tiny": {**_TINY_DENSE, "noise": "dropout", "dropout_rate": 0.5},
-    },
-    # HOML ch. 17's sparse autoencoder: Dense(100, ReLU) then a 300-unit sigmoid coding
-    # with the KL sparsity penalty, target 0.1, weight 0.05 (HOML's KL weight differs
-    # between editions; 0.05 is the one we use); the L1 variant uses 1e-4. Keras 3 divides
-    # activity penalties by the batch size as tf.keras 2 did, so HOML's weights keep their
-    # strength.
-    "sparse": {
-        "default": {"hidden": (100,), "latent_dim": 300, "sparsity": "kl",
-                    "sparsity_target": 0.1},
-        "tiny": {"hidden": (16,), "latent_dim": 32, "epochs": 1, "batch_size": 64},
-    },
-    # Greedy layer-wise pretraining of the stacked 100-30 model: each level trains like the
-    # stacked model (20 epochs); fine-tuning the stack is optional (--fine-tune-epochs).
-    "greedy": {
-        "default": {"fine_tune_epochs": 0},
-        "tiny": {**_TINY_DENSE, "fine_tune_epochs": 1},
-    },
-    # HOML 3rd ed. ch. 17's VAE: 784-150-100-10 codings, ReLU, Nadam, 25 epochs, batch 128.
-    # HOML trains it on gray pixels with MSE + KL/784 (a Gaussian decoder with σ² = 1/2, up
-    # to scale); here the default is a Bernoulli decoder trained on dynamically binarized
-    # images, so that the reported numbers are log-likelihoods (DESIGN.md). Pass
-    # --likelihood gaussian --binarize none --gaussian-sigma 0.7071 for HOML's objective.
-    "vae": {
-        "default": {"hidden": (150, 100), "latent_dim": 10, "epochs": 25, "batch_size": 128,
-                    "binarize": "dynamic"},
-        "tiny": {"hidden": (16,), "latent_dim": 4, "epochs": 1, "batch_size": 64,
-                 "binarize": "dynamic", "iwae_samples": 8},
-    },
-    "conv_vae": {
-        "default": {"hidden": (32, 64), "latent_dim": 10, "epochs": 25, "batch_size": 128,
-                    "binarize": "dynamic"},
-        "tiny": {"hidden": (4, 8), "latent_dim": 4, "epochs": 1, "batch_size": 64,
-                 "binarize": "dynamic", "iwae_samples": 8},
-    },
-}
-
-
-def make_config(model: str = "stacked", preset: str = "default", **overrides) -> Config:
-    """The preset's config for ``model`` with ``overrides`` applied (None means "keep")."""
-    _check_choice("model", model, MODELS)
-    _check_choice("preset", preset, PRESETS)
-    values = dict(_PRESET_VALUES[model][preset])
+    Raises:
+        ValueError: an unknown model or preset, or values no run could use.
+    """
+    family = families.get(model)
+    if preset not in family.presets:
+        raise ValueError(f"unknown preset {preset!r} for {model}; expected one of: "
+                         f"{', '.join(family.presets)}.")
+    if base is not None:
+        if base.model != model:
+            raise ValueError(f"the saved config is for --model {base.model}, not {model}; "
+                             f"leave out --model or pass a config of {model}.")
+        values = base.to_dict()
+        values.pop("model")
+        values["image_shape"] = None  # set again from the data, which flags may change
+    else:
+        values = dict(family.presets[preset])
     values.update({key: value for key, value in overrides.items() if value is not None})
     return Config(model=model, **values)

@@ -24,6 +24,8 @@ import numpy as np
 
 DATASETS = ("fashion_mnist", "mnist")
 BINARIZATIONS = ("none", "static", "dynamic")
+STREAMING = ("auto", "memory", "stream")
+COLORS = ("grayscale", "rgb")
 DEBIAN_DIRS = {"fashion_mnist": Path("/usr/share/datasets/fashion-mnist")}
 DEBIAN_PACKAGES = {"fashion_mnist": "dataset-fashion-mnist"}
 DATA_DIR_VARIABLE = "HML_VAE_DATA_DIR"
@@ -65,6 +67,23 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
+    in_memory = True
+
+    @property
+    def image_shape(self):
+        return tuple(self.images.shape[1:])
+
+    def head(self, count):
+        return self.images[:count], self.labels[:count]
+
+    def batches(self, batch_size):
+        for start in range(0, len(self.images), batch_size):
+            yield self.images[start:start + batch_size]
+
+    def pipeline(self, batch_size, shuffle=False, seed=42, binarize="none", full_batches=False):
+        return make_pipeline(self.images, batch_size, shuffle=shuffle, seed=seed,
+                             binarize=binarize, full_batches=full_batches)
+
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
@@ -79,6 +98,33 @@ class Dataset:
     @property
     def class_names(self) -> tuple[str, ...]:
         return CLASS_NAMES[self.name]
+
+    @property
+    def num_classes(self):
+        return len(self.class_names)
+
+    @property
+    def image_shape(self):
+        return self.train.image_shape
+
+    def describe(self):
+        return f"{self.name} ({'×'.join(map(str, self.image_shape))}) from {self.source}"
+
+    def binarized(self, mode, seed):
+        def part(split, redrawn):
+            if mode == "static" or (mode == "dynamic" and not redrawn):
+                return Split(binarize_static(split.images, seed), split.labels)
+            return split
+        return dataclasses.replace(self, train=part(self.train, True), valid=part(self.valid, False),
+                                   test=part(self.test, False))
+
+
+SOURCE_FIELDS = ("dataset", "data_dir", "download")
+
+
+def load_for_config(config):
+    return load_dataset(config.dataset, config.data_dir, config.limit, config.binarize,
+                        config.seed, config.download)
 
 
 # --- IDX files -------------------------------------------------------------------------
@@ -312,7 +358,7 @@ def load_dataset(
     split_at = len(full_train_images) - VALIDATION_SIZE
 
     def make_split(images: np.ndarray, labels: np.ndarray, size: int, redrawn: bool) -> Split:
-        images = images[:size].astype(np.float32) / 255.0
+        images = images[:size, :, :, None].astype(np.float32) / 255.0
         if binarize == "static" or (binarize == "dynamic" and not redrawn):
             images = binarize_static(images, seed)
         return Split(images, labels[:size].astype(np.int64))
@@ -339,7 +385,7 @@ def make_pipeline(
     shuffle: bool = False,
     seed: int = 42,
     binarize: str = "none",
-    image_shape: tuple[int, ...] = (28, 28),
+    image_shape: tuple[int, ...] | None = None,
     full_batches: bool = False,
 ):
     """A ``tf.data`` pipeline of ``(x, x)`` batches for autoencoder training.
@@ -367,7 +413,7 @@ def make_pipeline(
         raise ValueError(f"batch_size must be positive, got {batch_size}.")
     count = len(images)
     drop_remainder = full_batches and count >= batch_size
-    tensor = tf.constant(images.reshape((-1, *image_shape)))
+    tensor = tf.constant(images if image_shape is None else images.reshape((-1, *image_shape)))
     if shuffle:
         # One random integer per epoch, new every epoch but fixed by the seed, keys a
         # stateless permutation.

@@ -1,8 +1,8 @@
 """Numbers that describe a trained model on held-out data.
 
 Autoencoders: mean squared error per pixel (HOML's number), on validation and test images;
-per family, extra numbers (:func:`family_metrics`): how well a denoising model cleans noisy
-test images, how sparse a sparse model's coding is.
+each family adds its own numbers (``Family.metrics``: how well a denoising model cleans
+noisy test images, how sparse a sparse model's coding is).
 Variational autoencoders: −ELBO and its two terms, the importance-weighted estimate of
 −log p(x), active units and the amortization gap, in nats per image; plus a linear-Gaussian
 model whose log p(x) is exact, to check the estimators.
@@ -23,82 +23,33 @@ def mse_per_pixel(model, images: np.ndarray, batch_size: int = 256) -> float:
 def evaluate_autoencoder(models, data, batch_size: int = 256) -> dict[str, float]:
     """HOML's reconstruction error on the validation and test splits."""
     return {
-        "valid_mse_per_pixel": mse_per_pixel(models.autoencoder, data.valid.images, batch_size),
-        "test_mse_per_pixel": mse_per_pixel(models.autoencoder, data.test.images, batch_size),
+        "valid_mse_per_pixel": mse_per_pixel(models.whole, split_images(data.valid),
+                                             batch_size),
+        "test_mse_per_pixel": mse_per_pixel(models.whole, split_images(data.test), batch_size),
     }
 
 
-def corrupt_images(images: np.ndarray, noise: str, noise_stddev: float = 0.2,
-                   dropout_rate: float = 0.5, seed: int = 0) -> np.ndarray:
-    """The corruption a denoising model trained with, drawn once with ``seed``.
+# Images a streamed split is evaluated on: the numbers of metrics.json come from one pass
+# over arrays in memory.
+MAX_EVALUATION_IMAGES = 10_000
 
-    Args:
-        images: float32 (N, 28, 28) in [0, 1].
-        noise: ``gaussian`` adds N(0, noise_stddev^2) per pixel; ``dropout`` zeroes pixels
-            with probability ``dropout_rate`` and scales the others by 1 / (1 - rate),
-            exactly what ``keras.layers.Dropout`` does in training (not clipped).
 
-    Returns:
-        float32 array shaped like ``images``.
-    """
-    rng = np.random.default_rng(seed)
-    if noise == "gaussian":
-        noisy = images + rng.normal(0.0, noise_stddev, size=images.shape)
-    elif noise == "dropout":
-        keep = rng.random(images.shape) >= dropout_rate
-        noisy = np.where(keep, images / (1.0 - dropout_rate), 0.0)
+def split_images(split) -> np.ndarray:
+    """A split's images as an array (a streamed split's first MAX_EVALUATION_IMAGES)."""
+    if split.in_memory:
+        return split.images
+    return split.head(min(len(split), MAX_EVALUATION_IMAGES))[0]
+
+
+def evaluate(config, models, data) -> dict:
+    """Every number of ``metrics.json``: the reconstruction error (autoencoders) or the
+    likelihood numbers (VAEs), then the family's own."""
+    if models.variational:
+        metrics = evaluate_vae(config, models, data)
     else:
-        raise ValueError(f"unknown noise {noise!r}; expected gaussian or dropout.")
-    return noisy.astype(np.float32)
-
-
-def denoising_metrics(models, clean: np.ndarray, noisy: np.ndarray,
-                      batch_size: int = 256) -> dict[str, float]:
-    """MSE per pixel of the denoised images against the clean ones, and of the noisy
-    inputs themselves as the reference a useful denoiser must beat.
-
-    Returns:
-        ``test_denoising_mse_per_pixel`` and ``test_noisy_input_mse_per_pixel``.
-    """
-    denoised = models.autoencoder.predict(noisy, batch_size=batch_size, verbose=0)
-    denoised = np.asarray(denoised).reshape(clean.shape)
-    return {
-        "test_denoising_mse_per_pixel": float(np.mean((denoised - clean) ** 2)),
-        "test_noisy_input_mse_per_pixel": float(np.mean((noisy - clean) ** 2)),
-    }
-
-
-def coding_mean_activation(models, images: np.ndarray, batch_size: int = 256) -> float:
-    """Mean over images and coding units of the encoder's output (sparse models aim at
-    their sparsity target)."""
-    codings = models.encoder.predict(images, batch_size=batch_size, verbose=0)
-    return float(np.mean(codings))
-
-
-def family_metrics(config, models, data, batch_size: int = 256) -> dict[str, float]:
-    """The numbers only some families have, on the test split.
-
-    Args:
-        config: the run's :class:`~hml_vae.config.Config` (``model`` picks the metrics).
-        models: the trained AutoencoderModels.
-        data: the run's Dataset.
-
-    Returns:
-        denoising: :func:`denoising_metrics` on test images corrupted like in training
-        (seeded by the config); sparse: ``test_coding_mean_activation`` (and
-        ``sparsity_target`` for the KL penalty); others: nothing.
-    """
-    if config.model == "denoising":
-        noisy = corrupt_images(data.test.images, config.noise, config.noise_stddev,
-                               config.dropout_rate, seed=config.seed)
-        return denoising_metrics(models, data.test.images, noisy, batch_size)
-    if config.model == "sparse":
-        metrics = {"test_coding_mean_activation": coding_mean_activation(
-            models, data.test.images, batch_size)}
-        if config.sparsity == "kl":  # L1 has no target
-            metrics["sparsity_target"] = config.sparsity_target
-        return metrics
-    return {}
+        metrics = evaluate_autoencoder(models, data)
+    metrics.update(config.family.metrics(config, models, split_images(data.test)))
+    return metrics
 
 
 # --- Variational autoencoders -------------------------------------------------------------
@@ -375,7 +326,7 @@ def evaluate_vae(config, models, data, iwae_samples: int | None = None,
 
     Args:
         config: the run's config (likelihood, binarization, seed, default K).
-        models: :class:`hml_vae.models.vae.VAEModels`.
+        models: :class:`hml_vae.families.VAEModels`.
         data: :class:`hml_vae.data.Dataset`.
         iwae_samples: K (default ``config.iwae_samples``).
         amortization_images: how many test images the amortization gap refines.
@@ -388,15 +339,16 @@ def evaluate_vae(config, models, data, iwae_samples: int | None = None,
         HOML's ``test_mse_per_pixel`` (deterministic reconstruction of the gray images).
     """
     from hml_vae import losses
-    from hml_vae.models.vae import check_images
+    from hml_vae.families.bundle import check_images
 
     iwae_samples = check_sample_count("iwae_samples", iwae_samples or config.iwae_samples)
-    gray = check_images(data.test.images, config.likelihood)
+    gray = check_images(split_images(data.test), config.likelihood)
     images, binarization = evaluation_images(config, gray)
     terms = likelihood_terms(models, images, iwae_samples, seed)
     z_mean, _ = models.posterior(images)
     metrics = {
-        "units": "nats per image (sums over 784 pixels, means over test images)",
+        "units": f"nats per image (sums over the {gray[0].size} pixel values of an image, "
+                 f"means over test images)",
         "likelihood": config.likelihood,
         "test_binarization": binarization,
         "test_images": len(images),
@@ -411,8 +363,9 @@ def evaluate_vae(config, models, data, iwae_samples: int | None = None,
     }
     if config.likelihood == "gaussian":
         metrics["gaussian_nll_note"] = (
-            "includes the 784/2 log(2πσ²) constant (a log-density); the lecture's σ=1 loss "
-            "without it is 784/2 log(2π) ≈ 720.4 nats lower"
+            f"includes the D/2 log(2πσ²) constant (a log-density, D = {gray[0].size}); the "
+            f"σ = 1 loss without it (docs/vae.md) is {gray[0].size / 2 * np.log(2 * np.pi):.1f}"
+            f" nats lower"
         )
     if config.likelihood == "bernoulli" and config.binarize != "static":
         # Binary cross-entropy on gray pixels is a loss, not a log-likelihood.

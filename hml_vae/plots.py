@@ -1,8 +1,12 @@
-"""Figures of a run (matplotlib, Agg backend) and its one-page ``report.md``.
+"""Figures of a run and its one-page ``report.md``.
 
-Every figure is a small function ``(context) -> Figure`` registered in ``FIGURES`` with the
-runs it applies to. :func:`make_figures` draws those that apply and records, for each that
-fails, why — the report lists them instead of the run crashing.
+Every figure is a small function ``(context) -> Figure`` registered by name in
+``FIGURES``; a family lists the names it draws (``Family.figures``). :func:`make_figures`
+draws them and records, for each that fails, why — the report lists them instead of the
+run crashing. Figures are made with matplotlib's object-oriented API (``Figure`` objects
+saved to PNG), so importing this module never changes matplotlib's backend or opens a
+window, in a script or a notebook. Images are (N, H, W, C): grayscale shown in gray,
+colour in colour.
 """
 
 from __future__ import annotations
@@ -12,15 +16,12 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
-import matplotlib
+import matplotlib.ticker
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # no display: servers, CI, notebooks exported to files
-
-import matplotlib.pyplot as plt  # noqa: E402
-import matplotlib.ticker  # noqa: E402
-import numpy as np  # noqa: E402
-
-from hml_vae.config import VAE_MODELS, Config  # noqa: E402
+from hml_vae.config import Config
 
 FIGURE_DPI = 100
 TSNE_POINTS = 2_000  # t-SNE of more points costs minutes on a laptop CPU and adds little
@@ -32,18 +33,33 @@ class PlotContext:
 
     config: Config
     models: object  # a bundle with encode / decode / reconstruct
-    images: np.ndarray  # (N, 28, 28) test images in [0, 1]
-    labels: np.ndarray
-    class_names: tuple[str, ...]
+    images: np.ndarray  # (N, H, W, C) test images in [0, 1]
+    labels: np.ndarray | None  # None: the data set has no labels
+    class_names: tuple[str, ...] | None
     history: dict
     seed: int = 0
 
 
+def new_figure(rows: int = 1, columns: int = 1, figsize=(6.4, 4.8)):
+    """A figure and its grid of axes (always 2-D), not attached to any pyplot state."""
+    figure = Figure(figsize=figsize)
+    return figure, figure.subplots(rows, columns, squeeze=False)
+
+
+def show_image(axes, image, **kwargs) -> None:
+    """One image (H, W, C) in [0, 1]: grayscale as dark on light, colour as it is."""
+    image = np.clip(np.asarray(image), 0, 1)
+    if image.ndim == 3 and image.shape[-1] == 3:
+        axes.imshow(image, interpolation="nearest", **kwargs)
+    else:
+        axes.imshow(image.reshape(image.shape[:2]), cmap="binary", vmin=0, vmax=1,
+                    interpolation="nearest", **kwargs)
+
+
 def show_images(axes_row, images, titles=None) -> None:
-    """Grey-scale images without interpolation blur, axes hidden."""
+    """A row of images without interpolation blur, axes hidden."""
     for index, axes in enumerate(axes_row):
-        axes.imshow(images[index].reshape(28, 28), cmap="binary", vmin=0, vmax=1,
-                    interpolation="nearest")
+        show_image(axes, images[index])
         axes.set_xticks([])
         axes.set_yticks([])
         if titles is not None:
@@ -53,8 +69,8 @@ def show_images(axes_row, images, titles=None) -> None:
 def image_grid(rows: list[tuple[str, np.ndarray]], titles=None, title: str = ""):
     """A figure of labelled rows of images, e.g. originals above reconstructions."""
     columns = len(rows[0][1])
-    figure, axes = plt.subplots(len(rows), columns, squeeze=False,
-                                figsize=(1.1 * columns + 1.0, 1.25 * len(rows) + 0.6))
+    figure, axes = new_figure(len(rows), columns,
+                              figsize=(1.1 * columns + 1.0, 1.25 * len(rows) + 0.6))
     for row, (name, images) in enumerate(rows):
         show_images(axes[row], images, titles if row == 0 else None)
         axes[row][0].set_ylabel(name, fontsize=9)
@@ -63,10 +79,21 @@ def image_grid(rows: list[tuple[str, np.ndarray]], titles=None, title: str = "")
     return figure
 
 
+def class_name(context: PlotContext, index: int) -> str:
+    """The class of test image ``index``, or its number when the data set has no labels."""
+    if context.labels is None or not context.class_names:
+        return f"#{index}"
+    return context.class_names[context.labels[index]]
+
+
+def titles_of(context: PlotContext, count: int) -> list[str]:
+    return [class_name(context, index) for index in range(min(count, len(context.images)))]
+
+
 def reconstructions(context: PlotContext, count: int = 10):
     images = context.images[:count]
     rebuilt = np.clip(np.asarray(context.models.reconstruct(images)).reshape(images.shape), 0, 1)
-    names = [context.class_names[label] for label in context.labels[:count]]
+    names = titles_of(context, count)
     return image_grid([("original", images), ("reconstructed", rebuilt)], names,
                       f"{context.config.model}: test images and their reconstructions")
 
@@ -85,16 +112,20 @@ def two_dimensional(codings: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
 
 def latent_map(context: PlotContext):
     images = context.images[:TSNE_POINTS]
-    labels = context.labels[:TSNE_POINTS]
     codings = context.models.coding(images)
     points, method = two_dimensional(codings, context.seed)
-    figure, axes = plt.subplots(figsize=(8, 6.5))
-    colours = plt.get_cmap("tab10")
-    for label, name in enumerate(context.class_names):
-        chosen = labels == label
-        if chosen.any():
-            axes.scatter(points[chosen, 0], points[chosen, 1], s=6, color=colours(label),
-                         label=name, alpha=0.8)
+    figure, axes = new_figure(figsize=(8, 6.5))
+    axes = axes[0][0]
+    if context.labels is None or not context.class_names:
+        axes.scatter(points[:, 0], points[:, 1], s=6, alpha=0.8, label="unlabelled")
+    else:
+        labels = context.labels[:TSNE_POINTS]
+        colours = colormaps["tab10" if len(context.class_names) <= 10 else "tab20"]
+        for label, name in enumerate(context.class_names):
+            chosen = labels == label
+            if chosen.any():
+                axes.scatter(points[chosen, 0], points[chosen, 1], s=6,
+                             color=colours(label % colours.N), label=name, alpha=0.8)
     axes.set_xlabel(f"{method} 1")
     axes.set_ylabel(f"{method} 2")
     dimension = codings.shape[1]
@@ -107,17 +138,20 @@ def latent_map(context: PlotContext):
 
 def interpolation(context: PlotContext, steps: int = 9):
     first = 0
-    second = int(np.argmax(context.labels != context.labels[first]))
-    if context.labels[second] == context.labels[first]:
-        raise ValueError("the test images are all of one class; need two classes to "
-                         "interpolate between")
+    if context.labels is None:  # no classes: the first and the last test image
+        second = len(context.images) - 1
+    else:
+        second = int(np.argmax(context.labels != context.labels[first]))
+        if context.labels[second] == context.labels[first]:
+            raise ValueError("the test images are all of one class; need two classes to "
+                             "interpolate between")
     pair = context.images[[first, second]]
     codings = context.models.coding(pair)
     weights = np.linspace(0.0, 1.0, steps)[:, None]
     path = (1 - weights) * codings[0] + weights * codings[1]
     decoded = np.clip(np.asarray(context.models.decode(path.astype(np.float32))), 0, 1)
     titles = [f"{weight:.2f}" for weight in weights[:, 0]]
-    names = [context.class_names[context.labels[index]] for index in (first, second)]
+    names = [class_name(context, index) for index in (first, second)]
     return image_grid([("decoded", decoded)], titles,
                       f"{context.config.model}: decoded points on the line from a test "
                       f"{names[0]} to a test {names[1]} in coding space")
@@ -136,8 +170,7 @@ def training_curves(context: PlotContext):
     groups = curve_groups(context.history)
     if not groups:
         raise ValueError("the history has no losses")
-    figure, axes = plt.subplots(1, len(groups), squeeze=False,
-                                figsize=(4.2 * len(groups), 3.6))
+    figure, axes = new_figure(1, len(groups), figsize=(4.2 * len(groups), 3.6))
     for panel, (name, keys) in zip(axes[0], groups, strict=True):
         for key in keys:
             values = context.history[key]
@@ -159,8 +192,7 @@ def training_curves(context: PlotContext):
 
 def samples(context: PlotContext, rows: int = 3, columns: int = 10):
     images = context.models.generate(rows * columns, seed=context.seed)
-    figure, axes = plt.subplots(rows, columns, squeeze=False,
-                                figsize=(1.1 * columns, 1.1 * rows + 0.5))
+    figure, axes = new_figure(rows, columns, figsize=(1.1 * columns, 1.1 * rows + 0.5))
     for row in range(rows):
         show_images(axes[row], images[row * columns:(row + 1) * columns])
     kind = "pixel probabilities" if context.config.likelihood == "bernoulli" else "means"
@@ -176,12 +208,13 @@ def latent_grid(context: PlotContext, size: int = 12):
 
     quantiles = [NormalDist().inv_cdf(p) for p in np.linspace(0.05, 0.95, size)]
     grid = np.array([[x, y] for y in reversed(quantiles) for x in quantiles], np.float32)
-    images = context.models.decode(grid).reshape(size, size, 28, 28)
-    canvas = images.transpose(0, 2, 1, 3).reshape(size * 28, size * 28)
-    figure, axes = plt.subplots(figsize=(7.5, 7.5))
+    height, width, channels = context.images.shape[1:]
+    images = context.models.decode(grid).reshape(size, size, height, width, channels)
+    canvas = images.transpose(0, 2, 1, 3, 4).reshape(size * height, size * width, channels)
+    figure, axes = new_figure(figsize=(7.5, 7.5))
+    axes = axes[0][0]
     span = (quantiles[0], quantiles[-1])
-    axes.imshow(canvas, cmap="binary", vmin=0, vmax=1, interpolation="nearest",
-                extent=(span[0], span[1], span[0], span[1]))
+    show_image(axes, canvas, extent=(span[0], span[1], span[0], span[1]))
     axes.set_xlabel("z₁ (prior quantiles 5%–95%)")
     axes.set_ylabel("z₂ (prior quantiles 5%–95%)")
     axes.set_title(f"{context.config.model}: the decoder over the 2-D latent space")
@@ -190,14 +223,11 @@ def latent_grid(context: PlotContext, size: int = 12):
 
 
 def denoising(context: PlotContext, count: int = 10):
-    from hml_vae.evaluation import corrupt_images
-
     config = context.config
     clean = context.images[:count]
-    noisy = corrupt_images(clean, config.noise, config.noise_stddev, config.dropout_rate,
-                           seed=config.seed)
+    noisy = config.family.corrupt(config, clean)
     denoised = np.asarray(context.models.reconstruct(noisy)).reshape(clean.shape)
-    names = [context.class_names[label] for label in context.labels[:count]]
+    names = titles_of(context, count)
     what = (f"Gaussian noise σ={config.noise_stddev}" if config.noise == "gaussian"
             else f"dropout rate {config.dropout_rate}")
     return image_grid([("clean", clean), ("noisy", np.clip(noisy, 0, 1)),
@@ -208,7 +238,8 @@ def denoising(context: PlotContext, count: int = 10):
 def sparsity(context: PlotContext):
     codings = context.models.coding(context.images)
     mean_activations = codings.mean(axis=0)  # per coding unit, over the test images
-    figure, axes = plt.subplots(figsize=(7, 4))
+    figure, axes = new_figure(figsize=(7, 4))
+    axes = axes[0][0]
     axes.hist(mean_activations, bins=40, range=(0, 1), color="tab:blue")
     if context.config.sparsity == "kl":
         axes.axvline(context.config.sparsity_target, color="tab:red", linestyle="--",
@@ -223,36 +254,30 @@ def sparsity(context: PlotContext):
     return figure
 
 
-def always(config: Config) -> bool:
-    return True
-
-
-def is_vae(config: Config) -> bool:
-    return config.model in VAE_MODELS
-
-
 @dataclasses.dataclass(frozen=True)
 class FigureSpec:
-    filename: str
+    """A figure: its drawing function and, when it needs more than the family's say-so,
+    what else the run must have (a 2-D latent space, ...)."""
+
     draw: Callable[[PlotContext], object]
-    applies: Callable[[Config], bool] = always
+    applies: Callable[[Config], bool] = lambda config: True
 
 
-FIGURES = [
-    FigureSpec("reconstructions.png", reconstructions),
-    FigureSpec("denoising.png", denoising, lambda config: config.model == "denoising"),
-    FigureSpec("latent_map.png", latent_map),
-    FigureSpec("samples.png", samples, is_vae),
-    FigureSpec("interpolation.png", interpolation),
-    FigureSpec("latent_grid.png", latent_grid,
-               lambda config: is_vae(config) and config.latent_dim == 2),
-    FigureSpec("training_curves.png", training_curves),
-    FigureSpec("sparsity.png", sparsity, lambda config: config.model == "sparse"),
-]
+# Every figure a family may list in ``Family.figures``, drawn into figures/<name>.png.
+FIGURES = {
+    "reconstructions": FigureSpec(reconstructions),
+    "denoising": FigureSpec(denoising),
+    "latent_map": FigureSpec(latent_map),
+    "samples": FigureSpec(samples),
+    "interpolation": FigureSpec(interpolation),
+    "latent_grid": FigureSpec(latent_grid, lambda config: config.latent_dim == 2),
+    "training_curves": FigureSpec(training_curves),
+    "sparsity": FigureSpec(sparsity),
+}
 
 
 def make_figures(context: PlotContext, directory: Path) -> dict[str, str]:
-    """Draws every figure that applies to the run into ``directory``.
+    """Draws every figure of the run's family into ``directory``.
 
     Returns:
         {filename: why it could not be made} for the figures that failed (empty when all
@@ -260,16 +285,14 @@ def make_figures(context: PlotContext, directory: Path) -> dict[str, str]:
     """
     directory.mkdir(parents=True, exist_ok=True)
     failures = {}
-    for spec in FIGURES:
+    for name in context.config.family.figures:
+        spec = FIGURES[name]
         if not spec.applies(context.config):
             continue
         try:
-            figure = spec.draw(context)
-            figure.savefig(directory / spec.filename, dpi=FIGURE_DPI)
-            plt.close(figure)
+            spec.draw(context).savefig(directory / f"{name}.png", dpi=FIGURE_DPI)
         except Exception as error:  # one broken figure must not cost the others
-            failures[spec.filename] = f"{type(error).__name__}: {error}"
-            plt.close("all")
+            failures[f"{name}.png"] = f"{type(error).__name__}: {error}"
     return failures
 
 
@@ -295,7 +318,10 @@ def format_value(value) -> str:
 def write_report(run_dir: Path, config: Config, metrics: dict,
                  failures: dict[str, str]) -> Path:
     """``report.md``: config, metrics with units, and the figures that exist."""
-    lines = [f"# Run `{run_dir.name}`: {config.model} on {config.dataset}", ""]
+    source = config.images or config.npz or config.dataset
+    shape = "×".join(map(str, config.image_shape)) if config.image_shape else "?"
+    lines = [f"# Run `{run_dir.name}`: {config.model} on {source} ({shape} images)", "",
+             f"Architecture: {config.family.describe(config)}.", ""]
     lines += ["## Metrics", "", "| metric | value | unit |", "|---|---|---|"]
     lines += [f"| {name} | {format_value(value)} | {metric_unit(name)} |"
               for name, value in sorted(metrics.items())]
@@ -327,9 +353,11 @@ def plot_run(run_dir: Path, config: Config, models, data, history: dict,
     """
     failures = {}
     if config.make_plots:
-        context = PlotContext(config=config, models=models, images=data.test.images,
-                              labels=data.test.labels, class_names=data.class_names,
-                              history=history, seed=config.seed)
+        # Figures show at most the first 10,000 test images (a streamed split is not held
+        # in memory).
+        images, labels = data.test.head(min(len(data.test), 10_000))
+        context = PlotContext(config=config, models=models, images=images, labels=labels,
+                              class_names=data.class_names, history=history, seed=config.seed)
         failures = make_figures(context, Path(run_dir) / "figures")
     write_report(Path(run_dir), config, metrics, failures)
     return failures
@@ -350,7 +378,8 @@ def accuracy_vs_labels(summary: list[dict], num_classes: int = 10, title: str = 
     Returns:
         The matplotlib Figure.
     """
-    figure, axes = plt.subplots(figsize=(6.4, 4.4))
+    figure, axes = new_figure(figsize=(6.4, 4.4))
+    axes = axes[0][0]
     methods = list(dict.fromkeys(row["method"] for row in summary))
     for index, method in enumerate(methods):
         rows = sorted((row for row in summary if row["method"] == method),

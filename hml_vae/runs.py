@@ -1,17 +1,42 @@
-"""Reading a finished run directory back: its config, models, history and metrics.
+"""Run directories: one writer and one reader.
 
-Everything a later script (evaluate, plot, export, semi-supervised) needs comes from here,
-so they all agree on what a finished run is and say the same thing when it is not.
+Everything that produces a directory of results (training, greedy pretraining, the
+semi-supervised experiments) writes it through :class:`RunWriter`:
+
+- the output is checked before anything is written (a finished run is never overwritten;
+  a file, an unwritable parent, ... are one-line errors);
+- the directory is built as ``<run>.incomplete`` and renamed to ``<run>`` only by
+  :meth:`RunWriter.finish`, so a directory at ``<run>`` is always finished;
+- the same command after an interruption resumes: the ``.incomplete`` directory's saved
+  identity (``config.json``) must match, and each training stage continues from its
+  ``keras.callbacks.BackupAndRestore`` checkpoint in ``checkpoints/<stage>``;
+- SIGINT/SIGTERM let the epoch under way and its checkpoint finish, then stop
+  (:meth:`RunWriter.stop_on_signal`);
+- JSON files are written atomically; each stage's history holds every epoch once.
+
+Everything a later script (evaluate, plot, export, semi-supervised) needs is read back by
+:func:`load_run`, so they all agree on what a finished run is.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import math
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
+import keras
+
 from hml_vae.config import Config
-from hml_vae.errors import RunError
+from hml_vae.errors import Interrupted, RunError
 
 INCOMPLETE_SUFFIX = ".incomplete"
 MODEL_FILES = ("model.keras", "encoder.keras", "decoder.keras")
@@ -23,9 +48,329 @@ def incomplete_dir(run_dir: Path) -> Path:
     return run_dir.with_name(run_dir.name + INCOMPLETE_SUFFIX)
 
 
+def write_json(path: Path, values) -> None:
+    """Writes JSON through a temporary file so a reader never sees half a file. NaN and
+    infinities (a diverged loss) are written as null: bare NaN is not JSON."""
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(_json_safe(values), indent=2, sort_keys=True) + "\n")
+    temporary.replace(path)
+
+
+def _json_safe(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    return value
+
+
+def read_json(path: Path, what: str = "file"):
+    """The JSON in ``path``; RunError naming the file when it is missing or not JSON."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise RunError(f"{path}: missing; the run directory is incomplete.") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise RunError(f"{path}: not a valid {what} ({error}); the file is corrupt. Train "
+                       f"the run again into a new directory.") from None
+
+
+# --- Callbacks the writer puts around every fit ---------------------------------------------
+
+
+class HistoryWriter(keras.callbacks.Callback):
+    """Writes a history file after every epoch: each logged value per epoch and
+    ``epoch_seconds``, the wall time of the epoch (validation included).
+
+    On resume it keeps the epochs before the one training restarts at, so the history of
+    an interrupted and resumed run has every epoch exactly once.
+    """
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.path = path
+        self.history: dict[str, list] = {}
+        self._started = None
+        self._truncated = False
+
+    def on_train_begin(self, logs=None):
+        self.history = read_json(self.path, "history") if self.path.exists() else {}
+        self._truncated = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if not self._truncated:  # the first epoch of this process: drop what it redoes
+            self.history = {key: values[:epoch] for key, values in self.history.items()}
+            self._truncated = True
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {"epoch": epoch + 1, "epoch_seconds": time.perf_counter() - self._started}
+        row.update({key: float(value) for key, value in (logs or {}).items()})
+        for key, value in row.items():
+            self.history.setdefault(key, []).append(value)
+        write_json(self.path, self.history)
+
+
+class BackupUnlessDiverged(keras.callbacks.BackupAndRestore):
+    """``BackupAndRestore`` that does not back up an epoch whose loss is NaN or infinite, so
+    the checkpoint always holds the last epoch that finished sanely."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            return
+        super().on_epoch_end(epoch, logs)
+
+
+class StopOnSignal(keras.callbacks.Callback):
+    """On SIGINT or SIGTERM, lets the current epoch and its checkpoint finish, then stops.
+
+    Use it as a context manager (it installs the handlers there and restores the previous
+    ones after). A second signal gets the previous handler: Ctrl-C twice stops at once,
+    and that epoch is redone on resume. ``received`` is the signal, or None.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        super().__init__()
+        self.received: signal.Signals | None = None
+        self._previous: dict = {}
+        self._epoch = 0
+
+    def __enter__(self) -> StopOnSignal:
+        if threading.current_thread() is threading.main_thread():  # Python's rule
+            self._previous = {number: signal.signal(number, self._handle)
+                              for number in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+        self._previous = {}
+
+    def _handle(self, number, frame) -> None:
+        self.received = signal.Signals(number)
+        self.__exit__()  # the next signal acts as it would without us
+        print(f"\n{self.received.name}: finishing epoch {self._epoch + 1} and its checkpoint, "
+              f"then stopping (send it again to stop at once).", file=sys.stderr, flush=True)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.received is not None:
+            self.model.stop_training = True
+        # A signal from now on is handled in the next epoch (stopping between epochs would
+        # make Keras train one batch and call that epoch finished).
+        self._epoch = epoch + 1
+
+
+def check_finite_losses(losses: list[float], history_path: Path) -> None:
+    """Raises RunError when training diverged (a loss is NaN or infinite)."""
+    if any(loss is None or not math.isfinite(loss) for loss in losses):
+        raise RunError(
+            f"training diverged: the loss became {losses[-1]} in epoch {len(losses)} "
+            f"(TerminateOnNaN stopped it), so no model was saved. Lower --learning-rate or "
+            f"check the data, and train into another --output (or remove "
+            f"{history_path.parent}). Partial history: {history_path}."
+        )
+
+
+# --- The writer -----------------------------------------------------------------------------
+
+
+def check_output(run_dir: Path, what: str = "--output") -> None:
+    """Raises RunError when ``run_dir`` cannot become a new run directory."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() or run_dir.is_symlink():
+        if run_dir.is_dir() and (run_dir / "config.json").exists():
+            raise RunError(f"{run_dir} already exists and holds a finished run. Choose "
+                           f"another {what}, or remove it first to replace it.")
+        raise RunError(f"{run_dir} already exists ({'a directory' if run_dir.is_dir() else 'a file'}"
+                       f"); {what} must be a new directory. Choose another path.")
+    parent = run_dir.absolute().parent
+    existing = parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise RunError(f"cannot create {run_dir}: {existing} is a file, not a directory. "
+                       f"Choose another {what}.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise RunError(f"cannot create {run_dir}: {existing} is not writable. Choose a "
+                       f"{what} in a directory you can write to.")
+
+
+class RunWriter:
+    """Builds one run directory (see the module docstring).
+
+    Args:
+        run_dir: where the finished directory goes.
+        identity: what the run is (a :class:`Config`, or a dict of settings), saved as
+            ``identity_file``; an interrupted run resumes only with the same identity.
+        same: ``(saved identity, identity) -> bool``, default equality; training lets the
+            strategy differ.
+        what: the flag that named ``run_dir``, for messages.
+    """
+
+    def __init__(self, run_dir, identity, identity_file: str = "config.json",
+                 same: Callable | None = None, what: str = "--output"):
+        self.run_dir = Path(run_dir)
+        self.work_dir = incomplete_dir(self.run_dir)
+        self.identity = identity
+        self.identity_file = identity_file
+        self.same = same or (lambda saved, new: saved == new)
+        self.what = what
+        self.resumed = False
+        self.stopper: StopOnSignal | None = None
+
+    # Lifecycle ---------------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Every check of the output that can fail, without writing anything."""
+        check_output(self.run_dir, self.what)
+        if self.work_dir.exists():
+            self._check_resumable()
+
+    def _saved_identity(self):
+        path = self.work_dir / self.identity_file
+        if not path.exists():
+            return None
+        if isinstance(self.identity, Config):
+            return Config.load(path)
+        return read_json(path, self.identity_file)
+
+    def _check_resumable(self) -> None:
+        if not self.work_dir.is_dir():
+            raise RunError(f"{self.work_dir} is a file; remove it or choose another "
+                           f"{self.what}.")
+        saved = self._saved_identity()
+        if saved is None:
+            raise RunError(f"{self.work_dir} exists but holds no {self.identity_file}, so it "
+                           f"is no interrupted run of this command; remove it or choose "
+                           f"another {self.what}.")
+        if not self.same(saved, self.identity):
+            raise RunError(
+                f"{self.work_dir} holds an interrupted run with different settings (see "
+                f"{self.work_dir / self.identity_file}). Run its own command again to "
+                f"resume it, or remove the directory to start over."
+            )
+
+    def start(self) -> RunWriter:
+        """Creates the ``.incomplete`` directory, or reopens an interrupted one."""
+        self.check()
+        if self.work_dir.exists():
+            self.resumed = True
+            print(f"Resuming the interrupted run in {self.work_dir}", file=sys.stderr)
+        else:
+            try:
+                self.work_dir.mkdir(parents=True)
+            except OSError as error:
+                raise RunError(f"cannot create {self.work_dir}: {error.strerror}.") from None
+        self.save_identity()
+        return self
+
+    def save_identity(self) -> None:
+        path = self.work_dir / self.identity_file
+        if isinstance(self.identity, Config):
+            self.identity.save(path)
+        else:
+            write_json(path, self.identity)
+
+    def finish(self) -> Path:
+        """Removes the checkpoints and renames the directory into place."""
+        shutil.rmtree(self.work_dir / "checkpoints", ignore_errors=True)
+        self.work_dir.rename(self.run_dir)
+        return self.run_dir
+
+    # Files -------------------------------------------------------------------------------
+
+    def path(self, name: str) -> Path:
+        return self.work_dir / name
+
+    def write_json(self, name: str, values) -> Path:
+        path = self.path(name)
+        write_json(path, values)
+        return path
+
+    def read_json(self, name: str, default=None):
+        path = self.path(name)
+        if not path.exists():
+            return default
+        return read_json(path)
+
+    def history_path(self, stage: str | None = None) -> Path:
+        """``history.json`` of the run, or ``history_<stage>.json`` of one stage."""
+        return self.path("history.json" if stage is None else f"history_{stage}.json")
+
+    def stage_history(self, stage: str | None = None) -> dict:
+        path = self.history_path(stage)
+        return read_json(path, "history") if path.exists() else {}
+
+    # Training ----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def stop_on_signal(self):
+        """SIGINT/SIGTERM inside the block stop after the epoch (or cell) under way."""
+        with StopOnSignal() as stopper:
+            self.stopper = stopper
+            try:
+                yield stopper
+            finally:
+                self.stopper = None
+
+    @property
+    def stop_requested(self) -> signal.Signals | None:
+        return None if self.stopper is None else self.stopper.received
+
+    def callbacks(self, stage: str | None = None) -> list[keras.callbacks.Callback]:
+        """History, checkpoint and NaN stop for one ``fit`` of ``stage``, plus the signal
+        stop when inside :meth:`stop_on_signal`."""
+        checkpoints = self.path("checkpoints") / (stage or "run")
+        callbacks = [
+            # History before the checkpoint: a kill between the two then leaves an epoch
+            # in the history that is redone (and rewritten) on resume, never a
+            # checkpointed epoch missing from the history.
+            HistoryWriter(self.history_path(stage)),
+            # Two generations, so a kill while the weights file is written falls back to
+            # the previous epoch; kept after fit (deleted by finish()) so that a finished
+            # stage is skipped and an interrupted evaluation resumes without retraining.
+            BackupUnlessDiverged(str(checkpoints), double_checkpoint=True,
+                                 delete_checkpoint=False),
+            keras.callbacks.TerminateOnNaN(),
+        ]
+        if self.stopper is not None:
+            callbacks.append(self.stopper)
+        return callbacks
+
+    def check_fit(self, history, epochs: int, stage: str | None = None) -> None:
+        """After a ``fit``: raises Interrupted when a signal stopped it, RunError when the
+        loss diverged."""
+        received = self.stop_requested
+        if received is not None:
+            done = len(self.stage_history(stage).get("epoch", []))
+            raise Interrupted(
+                f"{received.name} stopped training after epoch {done} of {epochs}"
+                f"{f' of {stage}' if stage else ''}; its checkpoint is in "
+                f"{self.path('checkpoints')}. Run the same command again to resume.",
+                received.value,
+            )
+        check_finite_losses(history.history.get("loss", []), self.history_path(stage))
+
+
+# --- The reader -----------------------------------------------------------------------------
+
+
 @dataclasses.dataclass
 class Run:
-    """A finished run: its directory, config, per-epoch history and metrics."""
+    """A finished run: its directory, config, per-epoch history and metrics.
+
+    Example:
+        >>> run = load_run("runs/vae")
+        >>> run.metrics["test_neg_elbo"], run.models.reconstruct(images).shape
+    """
 
     directory: Path
     config: Config
@@ -34,9 +379,25 @@ class Run:
 
     def load_models(self):
         """The run's model bundle (encoder, decoder and the trainable whole)."""
-        from hml_vae.models import load_saved_models  # keras: only when models are needed
+        from hml_vae import families
 
-        return load_saved_models(self.config, self.directory)
+        return families.load_bundle(self.config, self.directory)
+
+    @property
+    def models(self):
+        """The model bundle, loaded on first use."""
+        if not hasattr(self, "_models"):
+            self._models = self.load_models()
+        return self._models
+
+    @property
+    def figures(self) -> dict[str, Path]:
+        """{figure name: PNG path} of the figures the run has."""
+        return {path.stem: path for path in sorted((self.directory / "figures").glob("*.png"))}
+
+    @property
+    def report(self) -> Path:
+        return self.directory / "report.md"
 
 
 def check_finished(run_dir: Path) -> None:
@@ -45,7 +406,7 @@ def check_finished(run_dir: Path) -> None:
     if not run_dir.exists():
         if incomplete_dir(run_dir).exists():
             raise RunError(
-                f"{run_dir} has not finished: its training was interrupted and is in "
+                f"{run_dir} has not finished: its training stopped and is in "
                 f"{incomplete_dir(run_dir)}. Run the same train command again to resume it."
             )
         raise RunError(f"{run_dir} does not exist. Pass the --output directory of a "
@@ -62,16 +423,17 @@ def check_finished(run_dir: Path) -> None:
 
 
 def load_run(run_dir: str | Path) -> Run:
-    """The finished run in ``run_dir`` (models are loaded on demand: :meth:`Run.load_models`).
+    """The finished run in ``run_dir`` (models are loaded on demand).
 
     Raises:
-        RunError: the directory is missing, interrupted or incomplete.
+        RunError: the directory is missing, interrupted, incomplete or corrupt.
     """
     run_dir = Path(run_dir)
     check_finished(run_dir)
-    return Run(
-        directory=run_dir,
-        config=Config.load(run_dir / "config.json"),
-        history=json.loads((run_dir / "history.json").read_text()),
-        metrics=json.loads((run_dir / "metrics.json").read_text()),
-    )
+    try:
+        config = Config.load(run_dir / "config.json")
+    except ValueError as error:
+        raise RunError(str(error)) from None
+    return Run(directory=run_dir, config=config,
+               history=read_json(run_dir / "history.json", "history"),
+               metrics=read_json(run_dir / "metrics.json", "metrics file"))

@@ -336,13 +336,13 @@ class EncoderSource:
     config: object  # hml_vae.config.Config
 
     def pretrained(self):
-        from hml_vae.models.classifier import pretrained_encoder
+        from hml_vae.classifier import pretrained_encoder
 
         return pretrained_encoder(self.trained)
 
     def fresh(self):
         from hml_vae.models import build_models
-        from hml_vae.models.classifier import fresh_encoder
+        from hml_vae.classifier import fresh_encoder
 
         return fresh_encoder(build_models(self.config).encoder)
 
@@ -366,7 +366,7 @@ def run_cell(source: EncoderSource, arrays: dict, settings: ExperimentSettings,
     """
     import keras
 
-    from hml_vae.models.classifier import (
+    from hml_vae.classifier import (
         build_classifier,
         coding_statistics,
         set_encoder_trainable,

@@ -1,0 +1,123 @@
+"""Denoising autoencoder (HOML ch. 17): the stacked one with noise on its flattened inputs,
+active only in training (Dropout(0.5), or GaussianNoise(0.2) with ``--noise gaussian``).
+
+Besides the common numbers it reports how well it cleans test images corrupted like in
+training, against the noisy inputs' own error (what a useful denoiser must beat).
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from hml_vae.families import blocks
+from hml_vae.families.bundle import AutoencoderModels
+from hml_vae.families.family import COMMON_FIGURES, Family, register
+from hml_vae.families.stacked import TINY_DENSE, check_dense, describe_dense
+
+NOISE_KINDS = ("dropout", "gaussian")
+
+
+def make_noise_layer(noise: str, noise_stddev: float = 0.2, dropout_rate: float = 0.5,
+                     seed: int | None = None) -> keras.layers.Layer:
+    """The input corruption; Keras applies it only in training.
+
+    Args:
+        noise: ``gaussian`` adds N(0, noise_stddev^2) to every pixel; ``dropout`` zeroes
+            each pixel with probability ``dropout_rate`` (and scales the rest by
+            1 / (1 - dropout_rate), as ``keras.layers.Dropout`` does).
+        seed: seeds the layer's own ``SeedGenerator``.
+    """
+    if noise not in NOISE_KINDS:
+        raise ValueError(f"unknown noise {noise!r}; expected one of: {', '.join(NOISE_KINDS)}.")
+    if noise == "gaussian":
+        if not noise_stddev > 0:
+            raise ValueError(f"noise_stddev must be positive, got {noise_stddev!r}; e.g. 0.2.")
+        return keras.layers.GaussianNoise(noise_stddev, seed=seed, name="noise")
+    if not 0 < dropout_rate < 1:
+        raise ValueError(f"dropout_rate must lie in (0, 1), got {dropout_rate!r}; e.g. 0.5.")
+    return keras.layers.Dropout(dropout_rate, seed=seed, name="noise")
+
+
+def build_denoising(image_shape, hidden=(100,), latent_dim: int = 30, noise: str = "dropout",
+                    noise_stddev: float = 0.2, dropout_rate: float = 0.5,
+                    seed: int | None = None, activation: str = "relu") -> AutoencoderModels:
+    """HOML's denoising autoencoder; the encoder holds the noise layer (named ``noise``),
+    active only when called with ``training=True`` (``fit``)."""
+    hidden = tuple(hidden)
+    blocks.check_undercomplete("denoising", (*hidden, latent_dim),
+                               blocks.pixel_count(image_shape))
+    noise_layer = make_noise_layer(noise, noise_stddev, dropout_rate, seed)
+    encoder = blocks.dense_encoder(image_shape, hidden, latent_dim, activation,
+                                   input_layers=[noise_layer])
+    return blocks.assemble(encoder, blocks.dense_decoder(image_shape, hidden, latent_dim,
+                                                         activation))
+
+
+def corrupt_images(images: np.ndarray, noise: str, noise_stddev: float = 0.2,
+                   dropout_rate: float = 0.5, seed: int = 0) -> np.ndarray:
+    """The corruption the model trained with, drawn once with ``seed``: Gaussian noise, or
+    dropout exactly as ``keras.layers.Dropout`` does it in training (kept pixels scaled by
+    1 / (1 - rate), not clipped). Returns float32 shaped like ``images``."""
+    rng = np.random.default_rng(seed)
+    if noise == "gaussian":
+        noisy = images + rng.normal(0.0, noise_stddev, size=images.shape)
+    elif noise == "dropout":
+        keep = rng.random(images.shape) >= dropout_rate
+        noisy = np.where(keep, images / (1.0 - dropout_rate), 0.0)
+    else:
+        raise ValueError(f"unknown noise {noise!r}; expected gaussian or dropout.")
+    return noisy.astype(np.float32)
+
+
+def corrupt(config, images: np.ndarray) -> np.ndarray:
+    return corrupt_images(images, config.noise, config.noise_stddev, config.dropout_rate,
+                          seed=config.seed)
+
+
+def denoising_metrics(config, models, images: np.ndarray) -> dict[str, float]:
+    """MSE per pixel of the denoised test images against the clean ones, and of the noisy
+    inputs themselves."""
+    noisy = corrupt(config, images)
+    denoised = models.reconstruct(noisy).reshape(images.shape)
+    return {
+        "test_denoising_mse_per_pixel": float(np.mean((denoised - images) ** 2)),
+        "test_noisy_input_mse_per_pixel": float(np.mean((noisy - images) ** 2)),
+    }
+
+
+def check(config) -> None:
+    check_dense(config)
+    if config.noise not in NOISE_KINDS:
+        raise ValueError(f"unknown noise {config.noise!r}; expected one of: "
+                         f"{', '.join(NOISE_KINDS)}.")
+    if not config.noise_stddev > 0:
+        raise ValueError(f"noise stddev must be a positive number, got {config.noise_stddev!r}.")
+    if not 0 < config.dropout_rate < 1:
+        raise ValueError(
+            f"dropout rate is the probability of zeroing a pixel and must lie in (0, 1), got "
+            f"{config.dropout_rate!r}; e.g. --dropout-rate 0.5."
+        )
+
+
+FAMILY = register(Family(
+    name="denoising",
+    summary="the stacked model with Dropout(0.5) (or GaussianNoise(0.2)) on its inputs, "
+            "in training only",
+    build=lambda config: build_denoising(
+        blocks.require_image_shape(config), config.hidden, config.latent_dim,
+        noise=config.noise, noise_stddev=config.noise_stddev,
+        dropout_rate=config.dropout_rate, seed=config.seed),
+    # HOML 3rd ed.: the stacked 100-30 model with Dropout(0.5) on its inputs; its Gaussian
+    # variant uses GaussianNoise(0.2) (--noise gaussian).
+    presets={"default": {}, "tiny": TINY_DENSE},
+    bundle_type=AutoencoderModels,
+    options=("noise", "noise_stddev", "dropout_rate"),
+    # Not XLA: Keras' Dropout/GaussianNoise masks come from stateless random ops, which
+    # XLA on CPU runs ~5x slower (benchmarks/results/xla_by_family.md).
+    check=check,
+    describe=lambda config: f"{describe_dense(config)}, {config.noise} noise on the inputs",
+    metrics=lambda config, models, images: denoising_metrics(config, models, images),
+    figures=(*COMMON_FIGURES, "denoising"),
+    corrupt=corrupt,
+))

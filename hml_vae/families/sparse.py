@@ -1,0 +1,106 @@
+"""Sparse autoencoder (HOML ch. 17): Dense(100) then a 300-unit sigmoid coding whose
+activity is penalised: KL divergence of each unit's mean activation from a target (0.1,
+weight 0.05), or L1 (weight 1e-4). The coding may be wider than the layer before it: the
+penalty, not the size, keeps it from copying its input."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from hml_vae.families import blocks
+from hml_vae.families.bundle import AutoencoderModels
+from hml_vae.families.family import COMMON_FIGURES, Family, register
+from hml_vae.layers import KLDivergenceRegularizer
+
+SPARSITY_KINDS = ("kl", "l1")
+# HOML's weight for each penalty, used when --sparsity-weight is not given. Keras 3 divides
+# activity penalties by the batch size as tf.keras 2 did, so HOML's weights keep their
+# strength.
+DEFAULT_WEIGHTS = {"kl": 0.05, "l1": 1e-4}
+
+
+def make_sparsity_regularizer(sparsity: str, sparsity_target: float = 0.1,
+                              sparsity_weight: float = 0.05) -> keras.regularizers.Regularizer:
+    """The activity regularizer of the coding: ``kl`` pulls each unit's mean activation
+    to ``sparsity_target``; ``l1`` penalises the summed absolute activations."""
+    if sparsity not in SPARSITY_KINDS:
+        raise ValueError(f"unknown sparsity {sparsity!r}; expected one of: "
+                         f"{', '.join(SPARSITY_KINDS)}.")
+    if sparsity == "kl":
+        return KLDivergenceRegularizer(weight=sparsity_weight, target=sparsity_target)
+    if not sparsity_weight > 0:
+        raise ValueError(f"sparsity weight must be positive, got {sparsity_weight!r}.")
+    return keras.regularizers.L1(sparsity_weight)
+
+
+def build_sparse(image_shape, hidden=(100,), latent_dim: int = 300, sparsity: str = "kl",
+                 sparsity_target: float = 0.1, sparsity_weight: float = 0.05,
+                 activation: str = "relu") -> AutoencoderModels:
+    """HOML's sparse autoencoder; the encoder's output layer is named ``coding``."""
+    hidden = tuple(hidden)
+    blocks.check_positive_sizes((*hidden, latent_dim))
+    coding_layer = keras.layers.Dense(
+        latent_dim, activation="sigmoid", name="coding",
+        activity_regularizer=make_sparsity_regularizer(sparsity, sparsity_target,
+                                                       sparsity_weight),
+    )
+    encoder = blocks.dense_encoder(image_shape, hidden, latent_dim, activation,
+                                   coding_layer=coding_layer)
+    return blocks.assemble(encoder, blocks.dense_decoder(image_shape, hidden, latent_dim,
+                                                         activation))
+
+
+def check(config) -> None:
+    blocks.check_positive_sizes((*config.hidden, config.latent_dim))
+    if config.sparsity not in SPARSITY_KINDS:
+        raise ValueError(f"unknown sparsity {config.sparsity!r}; expected one of: "
+                         f"{', '.join(SPARSITY_KINDS)}.")
+    if not 0 < config.sparsity_target < 1:
+        raise ValueError(
+            f"sparsity target is the wanted mean activation of a sigmoid coding unit and "
+            f"must lie in (0, 1), got {config.sparsity_target!r}; e.g. --sparsity-target 0.1."
+        )
+    weight = config.sparsity_weight
+    if weight is not None and not weight > 0:
+        raise ValueError(f"sparsity weight must be a positive number, got {weight!r}.")
+
+
+def fill(config) -> dict:
+    if config.sparsity_weight is None and config.sparsity in DEFAULT_WEIGHTS:
+        return {"sparsity_weight": DEFAULT_WEIGHTS[config.sparsity]}
+    return {}
+
+
+def sparsity_metrics(config, models, images: np.ndarray) -> dict:
+    """Mean activation of the coding units over the test images (and the KL target)."""
+    metrics = {"test_coding_mean_activation": float(np.mean(models.coding(images)))}
+    if config.sparsity == "kl":  # L1 has no target
+        metrics["sparsity_target"] = config.sparsity_target
+    return metrics
+
+
+FAMILY = register(Family(
+    name="sparse",
+    summary="Dense(100) then a 300-unit sigmoid coding with a KL sparsity penalty (target "
+            "0.1, weight 0.05) or L1 (1e-4)",
+    build=lambda config: build_sparse(
+        blocks.require_image_shape(config), config.hidden, config.latent_dim,
+        sparsity=config.sparsity, sparsity_target=config.sparsity_target,
+        sparsity_weight=config.sparsity_weight),
+    presets={
+        "default": {"hidden": (100,), "latent_dim": 300, "sparsity": "kl",
+                    "sparsity_target": 0.1},
+        "tiny": {"hidden": (16,), "latent_dim": 32, "epochs": 1, "batch_size": 64},
+    },
+    bundle_type=AutoencoderModels,
+    options=("sparsity", "sparsity_target", "sparsity_weight"),
+    xla=True,
+    check=check,
+    fill=fill,
+    describe=lambda config: (f"dense {'-'.join(map(str, config.hidden))} then "
+                             f"{config.latent_dim} sigmoid coding units, {config.sparsity} "
+                             f"penalty weight {config.sparsity_weight}"),
+    metrics=sparsity_metrics,
+    figures=(*COMMON_FIGURES, "sparsity"),
+))
