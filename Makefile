@@ -10,10 +10,11 @@ RUN ?= runs/demo-$(shell date +%Y%m%d-%H%M%S)
 
 setup: $(VENV)/.installed data
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
 data:

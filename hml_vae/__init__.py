@@ -16,3 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from hml_vae import layers  # noqa: E402, F401  (registers the custom layers)
 
 __version__ = "0.2.0"
+
+from hml_vae.api import Run, evaluate, load_run, plot, train  # noqa: E402
+
+__all__ = ["Run", "evaluate", "load_run", "plot", "train"]

@@ -1,15 +1,19 @@
-"""Shared pieces of the command-line scripts: argument types and the error boundary."""
+"""Shared pieces of the command-line scripts: argument types, the flags generated from the
+config's fields, and the error boundary.
+
+Every :class:`hml_vae.config.Config` field (except those the run derives) is a flag of
+``scripts/train.py``: its name, type, choices, help and default come from the field, so
+they are written once, in the config.
+"""
 
 from __future__ import annotations
 
 import argparse
-import os
+import dataclasses
+import math
 import sys
+import typing
 from collections.abc import Callable
-
-# TensorFlow's C++ start-up chatter (CUDA probing, CPU feature notes) hides the messages
-# users need; keep warnings and errors. Must be set before TensorFlow is imported.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def number_type(convert: Callable[[str], float], expected: str,
@@ -31,9 +35,12 @@ def number_type(convert: Callable[[str], float], expected: str,
 
 
 positive_int = number_type(int, "a positive integer", lambda value: value > 0)
-positive_float = number_type(float, "a positive number", lambda value: value > 0)
+positive_float = number_type(float, "a positive number",
+                             lambda value: value > 0 and math.isfinite(value))
 non_negative_int = number_type(int, "an integer >= 0", lambda value: value >= 0)
-non_negative_float = number_type(float, "a number >= 0", lambda value: value >= 0)
+non_negative_float = number_type(float, "a number >= 0",
+                                 lambda value: value >= 0 and math.isfinite(value))
+finite_float = number_type(float, "a number", math.isfinite)
 
 
 def int_list(text: str) -> tuple[int, ...]:
@@ -47,6 +54,19 @@ def int_list(text: str) -> tuple[int, ...]:
     if any(value <= 0 for value in values):
         raise argparse.ArgumentTypeError(f"layer sizes must be positive, got {text!r}")
     return values
+
+
+def image_size(text: str) -> tuple[int, int]:
+    """``"32,32"`` (or ``"32x32"``) -> (32, 32): height and width."""
+    parts = text.replace("x", ",").replace("×", ",").split(",")
+    try:
+        size = tuple(int(part) for part in parts)
+    except ValueError:
+        size = ()
+    if len(size) != 2 or min(size) < 8:
+        raise argparse.ArgumentTypeError(
+            f"expected H,W (two whole numbers of at least 8) such as 32,32, got {text!r}")
+    return size
 
 
 def name_list(choices, what: str) -> Callable[[str], tuple[str, ...]]:
@@ -66,6 +86,132 @@ def name_list(choices, what: str) -> Callable[[str], tuple[str, ...]]:
     return parse
 
 
+# --- Flags generated from the config ------------------------------------------------------
+
+# Flags of scripts/train.py that are not config fields: what to run, not how.
+RUN_FLAGS = ("--preset", "--config", "--output")
+
+
+def _argument_type(field: dataclasses.Field, annotation) -> Callable | None:
+    """The argparse ``type`` for a config field, from its annotation and metadata."""
+    text = str(annotation)
+    if "tuple[int, int]" in text:
+        return image_size
+    if "tuple[int" in text:
+        return int_list
+    if text.startswith("int"):
+        if field.metadata.get("positive"):
+            return positive_int
+        return non_negative_int if field.metadata.get("non_negative") else int
+    if text.startswith("float"):
+        if field.metadata.get("positive"):
+            return positive_float
+        return non_negative_float if field.metadata.get("non_negative") else finite_float
+    return str
+
+
+def _default_text(field: dataclasses.Field) -> str:
+    from hml_vae import families
+
+    default = field.default
+    if default is None:
+        shown = field.metadata.get("none", "none")
+    elif isinstance(default, tuple):
+        shown = ",".join(map(str, default))
+    else:
+        shown = str(default).lower() if isinstance(default, bool) else str(default)
+    recipes = {name: families.get(name).presets["default"][field.name]
+               for name in families.names() if field.name in families.get(name).presets["default"]}
+    if recipes:
+        shown += "; the book's recipe: " + ", ".join(
+            f"{name} {','.join(map(str, value)) if isinstance(value, tuple) else value}"
+            for name, value in recipes.items())
+    return shown
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per CLI field of the config, in groups: data, training, family options."""
+    from hml_vae import config as config_module
+    from hml_vae import families
+
+    hints = typing.get_type_hints(config_module.Config)
+    groups = {
+        "common": parser.add_argument_group("what to train, on what, how"),
+        "family": parser.add_argument_group(
+            "family options (each applies to the families named in its help)"),
+    }
+    for field in config_module.fields():
+        if not field.metadata.get("cli", True):
+            continue
+        flag = config_module.flag_name(field)
+        help_text = field.metadata["help"]
+        if field.metadata.get("family_option"):
+            help_text += f" [{', '.join(families.families_with_option(field.name))}]"
+        help_text = f"{help_text} (default: {_default_text(field)})".replace("%", "%%")
+        group = groups["family" if field.metadata.get("family_option") else "common"]
+        if hints[field.name] in (bool, bool | None):
+            group.add_argument(flag, dest=field.name, default=None,
+                               action=argparse.BooleanOptionalAction, help=help_text)
+            continue
+        choices = config_module.field_choices(field)
+        group.add_argument(flag, dest=field.name, default=None, choices=choices,
+                           type=_argument_type(field, hints[field.name]),
+                           metavar=None if choices else flag[2:].upper().replace("-", "_"),
+                           help=help_text)
+
+
+def config_flags() -> dict[str, str]:
+    """{flag: config field} of every generated flag."""
+    from hml_vae import config as config_module
+
+    return {config_module.flag_name(field): field.name for field in config_module.fields()
+            if field.metadata.get("cli", True)}
+
+
+def train_parser(description: str = "Train one model, evaluate it and write its run "
+                 "directory.") -> argparse.ArgumentParser:
+    """``scripts/train.py``'s parser: the run flags and one flag per config field."""
+    from hml_vae import families
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--preset", choices=families.presets(),
+                        help="default: the book's recipe; tiny: seconds on a CPU (default: "
+                        "default)")
+    parser.add_argument("--config", type=str, metavar="RUN/config.json",
+                        help="run a saved config again; flags given here override it")
+    parser.add_argument("--output", required=True, help="run directory to create")
+    add_config_arguments(parser)
+    return parser
+
+
+def config_from_args(args: argparse.Namespace):
+    """The run's config from parsed :func:`train_parser` arguments.
+
+    Raises:
+        ValueError: no --model and no --config, or values no run can use.
+    """
+    from hml_vae.config import Config, make_config
+
+    values = {key: value for key, value in vars(args).items()
+              if key not in ("preset", "config", "output")}
+    base = None
+    if args.config is not None:
+        base = Config.load(args.config)
+        if args.preset is not None:
+            raise ValueError("--preset and --config both give the starting values; pass one "
+                             "of them.")
+    model = values.pop("model") or (base.model if base is not None else None)
+    if model is None:
+        raise ValueError("no model given: pass --model NAME (see --help for the families) "
+                         "or --config RUN/config.json.")
+    return make_config(model, args.preset or "default", base=base, **values)
+
+
+def one_line(error: BaseException) -> str:
+    """An error's message on one line (messages that list places join them)."""
+    return " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+
+
 def run_main(main: Callable[[], object]) -> int:
     """Runs a script's main; a user's mistake becomes one line on stderr and exit code 2
     (1 for a failed run) instead of a traceback."""
@@ -75,13 +221,13 @@ def run_main(main: Callable[[], object]) -> int:
     try:
         main()
     except (DataError, ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {one_line(error)}", file=sys.stderr)
         return 2
     except Interrupted as error:  # before RunError: it is one, with its own exit code
-        print(f"interrupted: {error}", file=sys.stderr)
+        print(f"interrupted: {one_line(error)}", file=sys.stderr)
         return error.exit_code
     except RunError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {one_line(error)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume from the last finished "

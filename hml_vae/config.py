@@ -42,6 +42,8 @@ def option(default, help: str, choices=None, family_option: bool = False,
         family_option: read by some families only (see Family.options).
         flag: the CLI flag when it is not ``--field-name``.
         cli: False for fields the run derives (``image_shape``).
+        extra: ``none`` (what a None default means, for --help), ``positive`` /
+            ``non_negative`` (numbers that must be).
     """
     metadata = {"help": help, "choices": choices, "family_option": family_option,
                 "flag": flag, "cli": cli, **extra}
@@ -57,25 +59,26 @@ class Config:
     dataset: str = option("fashion_mnist", "data set: fashion_mnist or mnist (IDX files), or "
                           "any image data set of tensorflow-datasets by name, e.g. cifar10")
     data_dir: str | None = option(None, "directory with the four IDX files (overrides "
-                                  "HML_VAE_DATA_DIR and the installed data set)")
+                                  "HML_VAE_DATA_DIR and the installed data set)",
+                                  none="HML_VAE_DATA_DIR, then the installed data set")
     download: bool = option(False, "let tensorflow-datasets download the data (needs network)")
     images: str | None = option(None, "a folder of images (class subfolders become labels) "
-                                "instead of --dataset")
+                                "instead of --dataset", none="none")
     npz: str | None = option(None, "an .npz file with 'images' (N, H, W[, C]) and optionally "
                              "'labels', instead of --dataset")
     image_size: tuple[int, int] | None = option(
         None, "resize the folder's images to H,W (needed when their sizes differ)",
-        parse="size")
-    color: str | None = option(None, "read the folder's images as grayscale or rgb (default: "
-                               "as stored)", choices=COLORS)
+        none="their own size")
+    color: str | None = option(None, "read the folder's images as grayscale or rgb",
+                               choices=COLORS, none="as stored")
     streaming: str = option("auto", "memory: load the images into memory; stream: read them "
                             "from their files batch by batch; auto: stream when they would "
                             "not fit", choices=STREAMING)
     limit: int | None = option(None, "train on the first N images (and proportionally fewer "
-                               "validation/test images)", positive=True)
+                               "validation/test images)", positive=True, none="all")
     binarize: str | None = option(None, "binarize pixels: none, static (drawn once) or dynamic "
-                                  "(redrawn every epoch); default: dynamic for Bernoulli VAEs, "
-                                  "none otherwise", choices=BINARIZATIONS)
+                                  "(redrawn every epoch)", choices=BINARIZATIONS,
+                                  none="dynamic for Bernoulli VAEs, none otherwise")
     image_shape: tuple[int, ...] | None = option(
         None, "(H, W, C) of the run's images, set from the data set", cli=False)
     seed: int = option(42, "random seed of weights, shuffling, noise and sampling")
@@ -90,7 +93,7 @@ class Config:
     hidden: tuple[int, ...] = option(
         (100,), "encoder hidden sizes, e.g. 100 or 150,100 (the decoder mirrors them); conv "
         "families: filters per stride-2 block, e.g. 16,32,64; recurrent: LSTM units; greedy: "
-        "the codings of every level but the last", parse="int_list")
+        "the codings of every level but the last")
     latent_dim: int = option(30, "size of the coding (the latent space of VAEs)", positive=True)
     noise: str = option("dropout", "input corruption in training", choices=("dropout",
                         "gaussian"), family_option=True)
@@ -103,9 +106,9 @@ class Config:
                            family_option=True)
     sparsity_target: float = option(0.1, "wanted mean activation of a coding unit, in (0, 1)",
                                     family_option=True)
-    sparsity_weight: float | None = option(None, "penalty weight (default: HOML's, 0.05 for "
-                                           "kl, 1e-4 for l1)", family_option=True,
-                                           positive=True)
+    sparsity_weight: float | None = option(None, "penalty weight", family_option=True,
+                                           positive=True, none="HOML's: 0.05 for kl, 1e-4 "
+                                           "for l1")
     fine_tune_epochs: int = option(0, "epochs of end-to-end training after stacking the "
                                    "levels (0: none)", family_option=True, non_negative=True)
     # --- Optimisation ---------------------------------------------------------------------
@@ -115,21 +118,20 @@ class Config:
     optimizer: str = option("nadam", "optimizer", choices=OPTIMIZERS)
     learning_rate: float = option(1e-3, "learning rate", positive=True)
     early_stopping_patience: int | None = option(
-        None, "stop after N epochs without a lower validation loss (default: train every "
-        "epoch)", flag="--patience", positive=True)
+        None, "stop after N epochs without a lower validation loss", flag="--patience",
+        positive=True, none="train every epoch")
     # Speed (benchmarks/throughput.py): fewer Python round trips per step, and XLA.
     steps_per_execution: int = option(32, "training steps per call into the compiled graph "
                                       "(1 is Keras' default)", positive=True)
-    jit_compile: bool | None = option(None, "compile the training step with XLA (default: "
-                                      "the family's measured choice)")
+    jit_compile: bool | None = option(None, "compile the training step with XLA",
+                                      none="the family's measured choice")
     make_plots: bool = option(True, "draw the figures (scripts/plot.py draws them later)",
                               flag="--plots")
     # --- Variational autoencoders ---------------------------------------------------------
     likelihood: str | None = option(
-        None, "the decoder's likelihood: bernoulli (logits) or gaussian (means); default: "
-        "bernoulli for grayscale images, gaussian for colour", choices=("bernoulli",
-                                                                       "gaussian"),
-        family_option=True)
+        None, "the decoder's likelihood: bernoulli (logits) or gaussian (means)",
+        choices=("bernoulli", "gaussian"), family_option=True,
+        none="bernoulli for grayscale images, gaussian for colour")
     gaussian_sigma: float = option(1.0, "σ of a Gaussian decoder, or the start of a learned "
                                    "σ (1: the σ = 1 case of docs/vae.md)", family_option=True,
                                    positive=True)

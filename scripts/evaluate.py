@@ -16,10 +16,8 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from any checkout
-
-from hml_vae import cli  # noqa: E402
-from hml_vae.runs import check_finished  # noqa: E402
+from hml_vae import cli
+from hml_vae.runs import check_finished
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -40,5 +38,10 @@ def main(argv=None) -> None:
     print(json.dumps(metrics, indent=2, sort_keys=True))
 
 
+def console() -> int:
+    """The ``hml-vae-evaluate`` command."""
+    return cli.run_main(main)
+
+
 if __name__ == "__main__":
-    sys.exit(cli.run_main(main))
+    sys.exit(console())

@@ -9,14 +9,11 @@ and history (the test images are read again from the run's data source).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from any checkout
-
-from hml_vae import cli  # noqa: E402
-from hml_vae.runs import load_run  # noqa: E402
+from hml_vae import api, cli
+from hml_vae.runs import load_run
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -28,15 +25,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     run = load_run(args.run_dir)
-
-    from hml_vae.data import load_dataset  # noqa: I001  (TensorFlow only once the run is valid)
-    from hml_vae.plots import plot_run
-
-    config = dataclasses.replace(run.config, make_plots=True)
-    data = load_dataset(config.dataset, config.data_dir, config.limit, config.binarize,
-                        config.seed, config.download)
-    failures = plot_run(run.directory, config, run.load_models(), data, run.history,
-                        run.metrics)
+    failures = api.plot(run.directory)
     for name, why in failures.items():
         print(f"warning: figure {name} could not be made: {why}", file=sys.stderr)
     figures = sorted(path.name for path in (run.directory / "figures").glob("*.png"))
@@ -44,5 +33,10 @@ def main(argv=None) -> None:
     print(f"report: {run.directory / 'report.md'}")
 
 
+def console() -> int:
+    """The ``hml-vae-plot`` command."""
+    return cli.run_main(main)
+
+
 if __name__ == "__main__":
-    sys.exit(cli.run_main(main))
+    sys.exit(console())

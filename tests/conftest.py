@@ -49,8 +49,9 @@ def small_idx_dir(tmp_path, fashion_raw):
 
 
 def run_script(name: str, *args: str, env: dict | None = None, timeout: float = 300):
-    """Runs ``scripts/<name>`` in a fresh Python process, as a user would."""
-    environment = {**os.environ, **(env or {})}
+    """Runs ``scripts/<name>`` in a fresh Python process, as a user would (the package from
+    this checkout, installed or not)."""
+    environment = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     return subprocess.run(
         [sys.executable, str(REPO / "scripts" / name), *map(str, args)],
         capture_output=True, text=True, env=environment, timeout=timeout, cwd=REPO,

@@ -1,4 +1,4 @@
-"""hml_vae.models.classifier: deterministic encoders of every family, weight copies, the head."""
+"""hml_vae.classifier: deterministic encoders of every family, weight copies, the head."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from hml_vae.config import MODELS, make_config
 from hml_vae.models import build_models
-from hml_vae.models.classifier import (
+from hml_vae.classifier import (
     build_classifier,
     classifier_encoder,
     coding_model,

@@ -16,7 +16,7 @@ from hml_vae import cli
 from hml_vae import semi_supervised as semi
 from hml_vae.config import make_config
 from hml_vae.data import Dataset, Split
-from hml_vae.models.classifier import (
+from hml_vae.classifier import (
     build_classifier,
     classifier_encoder,
     coding_statistics,
