@@ -94,7 +94,7 @@ RUN_FLAGS = ("--preset", "--config", "--output")
 
 def _argument_type(field: dataclasses.Field, annotation) -> Callable | None:
     """The argparse ``type`` for a config field, from its annotation and metadata."""
-    text = str(annotation)
+    text = str(annotation).replace("<class '", "").replace("'>", "")
     if "tuple[int, int]" in text:
         return image_size
     if "tuple[int" in text:

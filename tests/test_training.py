@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from hml_vae import data as data_lib
-from hml_vae import training
+from hml_vae import runs, training
 from hml_vae.config import make_config
 from hml_vae.data import load_dataset
 from hml_vae.errors import RunError
@@ -26,7 +26,7 @@ def test_a_run_writes_every_file_and_reloads(tmp_path):
     run_dir = tmp_path / "run"
     metrics = training.train_and_evaluate(tiny_config(), run_dir)
     assert {path.name for path in run_dir.iterdir()} == RUN_FILES
-    assert not training.incomplete_dir(run_dir).exists()
+    assert not runs.incomplete_dir(run_dir).exists()
 
     history = json.loads((run_dir / "history.json").read_text())
     assert history["epoch"] == [1, 2]
@@ -70,11 +70,11 @@ def test_a_failed_run_leaves_no_finished_directory_and_resumes(tmp_path, monkeyp
     def broken_evaluation(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(training, "evaluate_autoencoder", broken_evaluation)
+    monkeypatch.setattr(training, "evaluate", broken_evaluation)
     with pytest.raises(RuntimeError, match="disk on fire"):
         training.train_and_evaluate(tiny_config(), run_dir)
     assert not run_dir.exists()
-    assert (training.incomplete_dir(run_dir) / "history.json").exists()
+    assert (runs.incomplete_dir(run_dir) / "history.json").exists()
 
     monkeypatch.undo()
     training.train_and_evaluate(tiny_config(), run_dir)
@@ -84,10 +84,10 @@ def test_a_failed_run_leaves_no_finished_directory_and_resumes(tmp_path, monkeyp
 
 def test_an_interrupted_run_with_another_config_is_not_mixed_in(tmp_path):
     run_dir = tmp_path / "run"
-    work_dir = training.incomplete_dir(run_dir)
+    work_dir = runs.incomplete_dir(run_dir)
     work_dir.mkdir()
     tiny_config(epochs=5).save(work_dir / "config.json")
-    with pytest.raises(RunError, match="different config"):
+    with pytest.raises(RunError, match="different settings"):
         training.train_and_evaluate(tiny_config(), run_dir)
 
 
@@ -96,13 +96,13 @@ def test_a_diverging_run_says_so_and_saves_no_model(tmp_path):
     with pytest.raises(RunError, match="training diverged"):
         training.train_and_evaluate(config, tmp_path / "run")
     assert not (tmp_path / "run").exists()
-    assert not (training.incomplete_dir(tmp_path / "run") / "model.keras").exists()
+    assert not (runs.incomplete_dir(tmp_path / "run") / "model.keras").exists()
 
 
 def test_history_writer_keeps_each_epoch_once_after_a_resume(tmp_path):
     path = tmp_path / "history.json"
     path.write_text(json.dumps({"epoch": [1, 2, 3], "loss": [3.0, 2.0, 1.5]}))
-    writer = training.HistoryWriter(path)
+    writer = runs.HistoryWriter(path)
     writer.on_train_begin()
     writer.on_epoch_begin(2)  # epoch 3 was not checkpointed: it is redone
     writer.on_epoch_end(2, {"loss": 1.4})
@@ -119,7 +119,7 @@ def test_a_run_may_resume_under_another_strategy_but_not_another_model():
 def test_a_diverged_epoch_is_not_checkpointed(tmp_path):
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     model.compile(optimizer="sgd", loss="mse")
-    backup = training.BackupUnlessDiverged(str(tmp_path / "checkpoints"))
+    backup = runs.BackupUnlessDiverged(str(tmp_path / "checkpoints"))
     backup.set_model(model)
     backup.on_epoch_end(0, {"loss": float("nan")})
     assert not (tmp_path / "checkpoints").exists()
@@ -148,7 +148,8 @@ def test_xla_trains_the_same_vae():
     images = load_dataset(limit=1_000, binarize="static").train.images
 
     def losses(jit_compile):
-        config = make_config("vae", "tiny", seed=3, jit_compile=jit_compile)
+        config = make_config("vae", "tiny", seed=3, jit_compile=jit_compile,
+                             image_shape=(28, 28, 1))
         keras.utils.set_random_seed(config.seed)
         models = training.build_and_compile(config)
         pipeline = data_lib.make_pipeline(images, config.batch_size, shuffle=True, seed=3)
@@ -160,7 +161,8 @@ def test_xla_trains_the_same_vae():
 
 def test_each_epoch_trains_its_own_steps_with_one_iterator_per_pipeline():
     images = load_dataset(limit=5_000).train.images
-    config = make_config("vae", "tiny", batch_size=64, steps_per_execution=32)
+    config = make_config("vae", "tiny", batch_size=64, steps_per_execution=32,
+                         image_shape=(28, 28, 1))
     # 37 steps (a prime): new iterators each epoch, 32 steps a call; 48 steps: 24 a call.
     for steps, executions in ((37, None), (48, 24)):
         models = training.build_and_compile(config)

@@ -50,7 +50,8 @@ def check_undercomplete(model: str, sizes, inputs: int | None) -> None:
             raise ValueError(
                 f"{model}: a layer of {size} units after {previous} inputs; an undercomplete "
                 f"autoencoder narrows at every layer. Use sizes that decrease from "
-                f"{inputs}, e.g. --hidden 100 --latent-dim 30."
+                f"{inputs}, e.g. --hidden {max(2, inputs // 4)} --latent-dim "
+                f"{max(1, inputs // 16)}."
             )
         previous = size
 
