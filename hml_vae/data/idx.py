@@ -1,6 +1,6 @@
-"""Fashion-MNIST / MNIST: IDX files, where to find them, HOML's split and tf.data pipelines.
+"""Fashion-MNIST / MNIST: IDX files, where to find them, and HOML's split of them.
 
-Sources are tried in the order DESIGN.md gives:
+An IDX name (``fashion_mnist``, ``mnist``) is looked for, in this order, in
 
 1. an explicit directory (``--data-dir`` or the ``HML_VAE_DATA_DIR`` variable);
 2. the Debian/Ubuntu package ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``);
@@ -13,7 +13,6 @@ read is a :class:`DataError` that says where we looked and how to get the files.
 
 from __future__ import annotations
 
-import dataclasses
 import gzip
 import math
 import os
@@ -22,8 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-DATASETS = ("fashion_mnist", "mnist")
-BINARIZATIONS = ("none", "static", "dynamic")
+from hml_vae.data.dataset import DataError
+from hml_vae.data.readers import ArrayReader, Source
+from hml_vae.data.tfds_source import tfds_idx_arrays
+
+IDX_DATASETS = ("fashion_mnist", "mnist")
 DEBIAN_DIRS = {"fashion_mnist": Path("/usr/share/datasets/fashion-mnist")}
 DEBIAN_PACKAGES = {"fashion_mnist": "dataset-fashion-mnist"}
 DATA_DIR_VARIABLE = "HML_VAE_DATA_DIR"
@@ -49,36 +51,6 @@ IDX_FILES = {
 }
 IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
 LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension
-
-
-class DataError(ValueError):
-    """A data set that is missing, corrupt or asked for in a way we cannot serve."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Split:
-    """One part of a data set: float32 images in [0, 1] of shape (N, 28, 28), int labels."""
-
-    images: np.ndarray
-    labels: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-
-@dataclasses.dataclass(frozen=True)
-class Dataset:
-    """HOML's split of a data set and where it came from."""
-
-    name: str
-    source: str
-    train: Split
-    valid: Split
-    test: Split
-
-    @property
-    def class_names(self) -> tuple[str, ...]:
-        return CLASS_NAMES[self.name]
 
 
 # --- IDX files -------------------------------------------------------------------------
@@ -140,11 +112,22 @@ def find_idx_file(directory: Path, stem: str) -> Path | None:
 
 
 def has_idx_files(directory: Path) -> bool:
+    """Whether ``directory`` holds all four IDX files (gzip or raw)."""
     return all(find_idx_file(directory, stem) for stem in IDX_FILES.values())
 
 
 def read_idx_directory(directory: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Reads the four IDX files of a directory and checks they agree with each other."""
+    """Reads the four IDX files of a directory and checks they agree with each other.
+
+    Args:
+        directory: holds the four ``IDX_FILES``, each gzip-compressed or raw.
+
+    Returns:
+        uint8 arrays keyed like ``IDX_FILES``: images (N, 28, 28), labels (N,).
+
+    Raises:
+        DataError: naming the file that is missing, corrupt or inconsistent.
+    """
     directory = Path(directory)
     missing = [stem for stem in IDX_FILES.values() if not find_idx_file(directory, stem)]
     if missing:
@@ -177,31 +160,11 @@ def read_idx_directory(directory: str | os.PathLike) -> dict[str, np.ndarray]:
 # --- Sources ---------------------------------------------------------------------------
 
 
-def _tfds_arrays(name: str, download: bool) -> tuple[dict[str, np.ndarray] | None, str]:
-    """The data set from tensorflow-datasets, or (None, why not)."""
-    try:
-        import tensorflow_datasets as tfds
-    except ImportError as error:
-        return None, f"tensorflow-datasets is not importable ({error})"
-    data_dir = os.environ.get("TFDS_DATA_DIR")
-    builder = tfds.builder(name, data_dir=data_dir)
-    where = f"tensorflow-datasets in {builder.data_dir}"
-    if not builder.is_prepared():
-        if not download:
-            return None, f"{where}: not prepared (and downloading was not asked for)"
-        try:
-            builder.download_and_prepare()
-        except Exception as error:  # tfds raises many kinds; all mean "not available"
-            return None, f"{where}: download failed ({type(error).__name__}: {error})"
-    arrays = {}
-    for part in ("train", "test"):
-        data = tfds.as_numpy(builder.as_dataset(split=part, batch_size=-1))
-        arrays[f"{part}_images"] = data["image"][..., 0].astype(np.uint8)
-        arrays[f"{part}_labels"] = data["label"].astype(np.uint8)
-    return arrays, where
+# --- Sources ---------------------------------------------------------------------------
 
 
 def missing_data_message(name: str, searched: list[str]) -> str:
+    """Every place searched for ``name`` and every way to get it, one per line."""
     package = DEBIAN_PACKAGES.get(name)
     ways = [
         f"pass --data-dir DIR (or set {DATA_DIR_VARIABLE}=DIR) for a directory holding the four "
@@ -228,8 +191,9 @@ def load_raw(
     Returns:
         (arrays keyed like ``IDX_FILES``, a description of the source).
     """
-    if name not in DATASETS:
-        raise DataError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}.")
+    if name not in IDX_DATASETS:
+        raise DataError(
+            f"unknown IDX data set {name!r}; expected one of {', '.join(IDX_DATASETS)}.")
     explicit = data_dir or os.environ.get(DATA_DIR_VARIABLE)
     if explicit:
         # An explicit directory is what the user wants: if it is wrong, say so, don't look
@@ -249,11 +213,36 @@ def load_raw(
         if has_idx_files(debian):
             return read_idx_directory(debian), str(debian)
         searched.append(f"{debian} (Debian package {DEBIAN_PACKAGES[name]}): not installed")
-    arrays, where = _tfds_arrays(name, download)
+    arrays, where = tfds_idx_arrays(name, download)
     if arrays is not None:
         return arrays, where
     searched.append(where)
     raise DataError(missing_data_message(name, searched))
+
+
+def open_idx(name: str, data_dir: str | None, download: bool,
+             image_size: tuple[int, int] | None, color: str | None) -> Source:
+    """The IDX data set ``name`` from the first place that has it (see the module doc).
+
+    Args:
+        name: ``fashion_mnist`` or ``mnist``.
+        data_dir: a directory with the four IDX files; overrides every other place.
+        download: allow tensorflow-datasets to download (needs network).
+        image_size: (height, width) to resize the 28×28 images to, or None.
+        color: ``"rgb"`` repeats the gray channel three times; None or ``"grayscale"``
+            keep one channel.
+
+    Returns:
+        A :class:`Source` with ``train`` (60,000) and ``test`` (10,000) parts.
+    """
+    arrays, where = load_raw(name, data_dir, download)
+    channels = 3 if color == "rgb" else 1
+    parts = {
+        part: ArrayReader(arrays[f"{part}_images"][..., np.newaxis],
+                          arrays[f"{part}_labels"].astype(np.int64), image_size, channels, where)
+        for part in ("train", "test")
+    }
+    return Source(name=name, where=where, parts=parts, class_names=CLASS_NAMES[name])
 
 
 def _subset_sizes(limit: int | None) -> tuple[int, int, int]:
@@ -269,133 +258,22 @@ def _subset_sizes(limit: int | None) -> tuple[int, int, int]:
     )
 
 
-def binarize_static(images: np.ndarray, seed: int) -> np.ndarray:
-    """One fixed Bernoulli draw per pixel (p = intensity), the same for every epoch."""
-    rng = np.random.default_rng(seed)
-    return (rng.random(images.shape, dtype=np.float32) < images).astype(np.float32)
-
-
-def load_dataset(
-    name: str = "fashion_mnist",
-    data_dir: str | None = None,
-    limit: int | None = None,
-    binarize: str = "none",
-    seed: int = 42,
-    download: bool = False,
-) -> Dataset:
-    """HOML's split (55,000 / 5,000 / 10,000) with pixels / 255 as float32 in [0, 1].
+def homl_plan(source: Source, limit: int | None) -> dict[str, tuple[str, np.ndarray]]:
+    """HOML's split: the first 55,000 training images, the last 5,000, the 10,000 test.
 
     Args:
-        name: ``fashion_mnist`` or ``mnist``.
-        data_dir: a directory with the four IDX files; overrides every other source.
+        source: from :func:`open_idx`.
         limit: keep the first ``limit`` training images and proportionally fewer
-            validation and test images (smoke runs and tests).
-        binarize: ``none``; ``static`` draws each pixel once from Bernoulli(intensity) with
-            ``seed`` (the same binary images every epoch); ``dynamic`` leaves the training
-            images gray here for :func:`make_pipeline` to redraw every epoch, and draws the
-            validation and test images once, like ``static``.
-        seed: for static binarization.
-        download: allow tensorflow-datasets to download (needs network).
+            validation and test images, or None for all.
 
-    Example:
-        >>> data = load_dataset("fashion_mnist", limit=2000)
-        >>> data.train.images.shape
-        (2000, 28, 28)
+    Returns:
+        ``{"train" | "valid" | "test": (part name, int64 indices into that part)}``.
     """
-    if binarize not in BINARIZATIONS:
-        raise DataError(f"unknown binarization {binarize!r}; expected one of {BINARIZATIONS}.")
-    if limit is not None and limit <= 0:
-        raise DataError(f"limit must be a positive number of images, got {limit}.")
-    arrays, source = load_raw(name, data_dir, download)
     train_size, valid_size, test_size = _subset_sizes(limit)
-    full_train_images = arrays["train_images"]
-    split_at = len(full_train_images) - VALIDATION_SIZE
-
-    def make_split(images: np.ndarray, labels: np.ndarray, size: int, redrawn: bool) -> Split:
-        images = images[:size].astype(np.float32) / 255.0
-        if binarize == "static" or (binarize == "dynamic" and not redrawn):
-            images = binarize_static(images, seed)
-        return Split(images, labels[:size].astype(np.int64))
-
-    # With dynamic binarization only the training images are redrawn (by the pipeline);
-    # validation and test images are drawn once so that evaluations are comparable.
-    return Dataset(
-        name=name,
-        source=source,
-        train=make_split(full_train_images[:split_at], arrays["train_labels"][:split_at],
-                         train_size, redrawn=True),
-        valid=make_split(full_train_images[split_at:], arrays["train_labels"][split_at:],
-                         valid_size, redrawn=False),
-        test=make_split(arrays["test_images"], arrays["test_labels"], test_size, redrawn=False),
-    )
-
-
-# --- Pipelines -------------------------------------------------------------------------
-
-
-def make_pipeline(
-    images: np.ndarray,
-    batch_size: int,
-    shuffle: bool = False,
-    seed: int = 42,
-    binarize: str = "none",
-    image_shape: tuple[int, ...] = (28, 28),
-    full_batches: bool = False,
-):
-    """A ``tf.data`` pipeline of ``(x, x)`` batches for autoencoder training.
-
-    The images are held in memory as one tensor and each batch is gathered from it by
-    index: shuffling permutes the indices (a new permutation each epoch, fixed by ``seed``)
-    rather than passing 55,000 single images through a shuffle buffer, which cost more
-    CPU than the dense VAE's training step can spare on 2 cores
-    (benchmarks/throughput.py). ``binarize="dynamic"`` draws fresh binary pixels every
-    epoch.
-
-    Args:
-        images: float32 (N, 28, 28) in [0, 1].
-        batch_size: images per batch (the last batch may be smaller).
-        image_shape: per-image shape the model expects, e.g. (28, 28, 1) for conv models.
-        full_batches: leave out the last, smaller batch (when there is a full one), so
-            that every batch has ``batch_size`` images. For training: an XLA-compiled step
-            sees one shape instead of two, which on CPU made every step ~2x slower and
-            compiled it again in the second epoch (benchmarks/throughput.py). Shuffled,
-            a different few images (< batch_size) are left out each epoch.
-    """
-    import tensorflow as tf
-
-    if batch_size <= 0:
-        raise ValueError(f"batch_size must be positive, got {batch_size}.")
-    count = len(images)
-    drop_remainder = full_batches and count >= batch_size
-    tensor = tf.constant(images.reshape((-1, *image_shape)))
-    if shuffle:
-        # One random integer per epoch, new every epoch but fixed by the seed, keys a
-        # stateless permutation.
-        keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
-
-        def epoch_batches(key):
-            order = tf.random.experimental.stateless_shuffle(
-                tf.range(count), seed=tf.stack([key, 1]))  # [key, 0] binarizes
-            return tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder)
-
-        dataset = keys.flat_map(epoch_batches).map(lambda indices: tf.gather(tensor, indices))
-    else:
-        end = count - count % batch_size if drop_remainder else count
-        dataset = tf.data.Dataset.range(0, end, batch_size).map(
-            lambda start: tensor[start : start + batch_size])
-    if binarize == "dynamic":
-        # One random integer per batch, new every epoch but fixed by the seed, keys a
-        # stateless draw: reproducible runs whose binary images change each epoch.
-        keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-
-        def draw(batch, key):
-            noise = tf.random.stateless_uniform(tf.shape(batch), seed=tf.stack([key, 0]))
-            return tf.cast(noise < batch, tf.float32)
-
-        dataset = tf.data.Dataset.zip(dataset, keys).map(draw, num_parallel_calls=tf.data.AUTOTUNE)
-    dataset = dataset.map(lambda x: (x, x))
-    batches = count // batch_size if drop_remainder else -(-count // batch_size)
-    # Known to Keras (and to :func:`fit_arguments`): the permuted batches come through
-    # a flat_map, whose length tf.data cannot infer.
-    dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    train_count, test_count = source.parts["train"].count, source.parts["test"].count
+    split_at = train_count - VALIDATION_SIZE
+    return {
+        "train": ("train", np.arange(min(train_size, split_at))),
+        "valid": ("train", np.arange(split_at, min(split_at + valid_size, train_count))),
+        "test": ("test", np.arange(min(test_size, test_count))),
+    }
