@@ -1,9 +1,13 @@
-"""hml_vae.data: the IDX reader on real and corrupt files, the source order, the split and
-the tf.data pipelines."""
+"""hml_vae.data: the IDX reader on real and corrupt files, the source order, HOML's split,
+arguments, binarization, the tf.data pipelines, and streamed splits of IDX data.
+
+The other sources (tensorflow-datasets, folders, .npz) are tested in test_data_sources.py.
+"""
 
 from __future__ import annotations
 
 import gzip
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -30,15 +34,22 @@ def test_homl_split_sizes_and_scaling():
     assert (len(dataset.train), len(dataset.valid), len(dataset.test)) == (55_000, 5_000, 10_000)
     for split in (dataset.train, dataset.valid, dataset.test):
         assert split.images.dtype == np.float32
-        assert split.images.shape[1:] == (28, 28)
+        assert split.images.shape[1:] == (28, 28, 1)
         assert split.images.min() == 0.0 and split.images.max() == 1.0
-    assert dataset.class_names[9] == "Ankle boot"
+        assert split.in_memory and split.image_shape == (28, 28, 1)
+    assert dataset.class_names[9] == "Ankle boot" and dataset.num_classes == 10
+    assert dataset.image_shape == (28, 28, 1)
+    assert dataset.describe() == (
+        f"fashion_mnist (28×28×1) from {FASHION_DIR}: 55,000 train, 5,000 valid, 10,000 test")
 
 
 def test_validation_is_the_last_5000_training_images(fashion_raw):
     dataset = data_lib.load_dataset("fashion_mnist", limit=1_100)
     np.testing.assert_array_equal(dataset.valid.labels, fashion_raw["train_labels"][55_000:55_100])
-    np.testing.assert_array_equal(dataset.train.images * 255, fashion_raw["train_images"][:1_100])
+    np.testing.assert_array_equal(dataset.train.images[..., 0] * 255,
+                                  fashion_raw["train_images"][:1_100])
+    np.testing.assert_array_equal(dataset.test.labels, fashion_raw["test_labels"][:200])
+    assert dataset.train.labels.dtype == np.int64
 
 
 def test_limit_keeps_the_first_images_and_proportional_subsets():
@@ -137,9 +148,35 @@ def test_nothing_anywhere_names_every_place_and_every_way(tmp_path, monkeypatch)
         assert expected in message
 
 
-def test_unknown_dataset_is_an_error():
-    with pytest.raises(DataError, match="unknown dataset 'cifar10'"):
-        data_lib.load_dataset("cifar10")
+def test_data_dir_is_only_for_idx_files(small_idx_dir):
+    with pytest.raises(DataError, match="for the IDX files of .*set TFDS_DATA_DIR instead"):
+        data_lib.load_dataset("cifar10", data_dir=str(small_idx_dir))
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [({"binarize": "sometimes"}, "unknown binarization 'sometimes'"),
+     ({"streaming": "lazy"}, "unknown streaming 'lazy'"),
+     ({"color": "sepia"}, "unknown color 'sepia'"),
+     ({"image_size": (4, 4)}, r"image_size must be .* each at least 8; got \(4, 4\)"),
+     ({"image_size": 32}, "image_size must be two whole numbers"),
+     ({"image_size": (32.5, 32)}, "image_size must be two whole numbers")],
+)
+def test_bad_arguments_are_named(arguments, message):
+    with pytest.raises(DataError, match=message):
+        data_lib.load_dataset("fashion_mnist", **arguments)
+
+
+def test_load_for_config_passes_every_source_field(small_idx_dir):
+    config = SimpleNamespace(
+        dataset="fashion_mnist", data_dir=str(small_idx_dir), download=False, images=None,
+        npz=None, image_size=[32, 32], color="rgb", streaming="auto", limit=100,
+        binarize="none", seed=0)
+    dataset = data_lib.load_for_config(config)
+    assert dataset.source == str(small_idx_dir)
+    assert dataset.image_shape == (32, 32, 3) and dataset.train.images.shape == (100, 32, 32, 3)
+    # Gray to RGB repeats the channel; 28 -> 32 is a bilinear resize.
+    np.testing.assert_array_equal(dataset.train.images[..., 0], dataset.train.images[..., 2])
 
 
 # --- Binarization and pipelines ---------------------------------------------------------
@@ -169,14 +206,15 @@ def batches(pipeline):
 
 def test_pipeline_batches_shapes_and_range():
     images = data_lib.load_dataset("fashion_mnist", limit=300).train.images
-    pipeline = data_lib.make_pipeline(images, batch_size=128, image_shape=(28, 28, 1))
+    pipeline = data_lib.make_pipeline(images, batch_size=128)
     inputs, targets = next(iter(pipeline))
     assert inputs.shape == (128, 28, 28, 1) and targets.shape == (128, 28, 28, 1)
     shapes = [batch.shape[0] for batch in batches(pipeline)]
     assert shapes == [128, 128, 44]
     values = np.concatenate(batches(pipeline))
-    assert values.min() >= 0.0 and values.max() <= 1.0
-    np.testing.assert_array_equal(values[..., 0], images)  # unshuffled: in order
+    np.testing.assert_array_equal(values, images)  # unshuffled: in order
+    flat = data_lib.make_pipeline(images, batch_size=128, image_shape=(784,))
+    assert next(iter(flat))[0].shape == (128, 784)
 
 
 def test_shuffling_is_fixed_by_the_seed_and_changes_each_epoch():
@@ -216,3 +254,107 @@ def test_full_batches_leave_out_a_different_remainder_each_epoch():
     assert [len(batch) for batch in batches(
         data_lib.make_pipeline(images[:10], 64, shuffle=True, full_batches=True))] == [10]
 
+
+
+# --- Split: in memory and streamed ----------------------------------------------------
+
+
+def test_split_head_and_batches_in_memory():
+    split = data_lib.load_dataset("fashion_mnist", limit=300).train
+    images, labels = split.head(10)
+    np.testing.assert_array_equal(images, split.images[:10])
+    np.testing.assert_array_equal(labels, split.labels[:10])
+    assert [len(batch) for batch in split.batches(128)] == [128, 128, 44]
+    np.testing.assert_array_equal(np.concatenate(list(split.batches(128))), split.images)
+
+
+@pytest.fixture(scope="module")
+def memory_and_streamed():
+    """The same IDX subset loaded into memory and, forced, streamed."""
+    arguments = {"limit": 1_000}
+    return (data_lib.load_dataset("fashion_mnist", **arguments),
+            data_lib.load_dataset("fashion_mnist", streaming="stream", **arguments))
+
+
+def test_forced_streaming_streams_the_training_split(memory_and_streamed):
+    memory, streamed = memory_and_streamed
+    assert not streamed.train.in_memory
+    assert streamed.valid.in_memory and streamed.test.in_memory  # small: kept in memory
+    assert (len(streamed.train), streamed.train.image_shape) == (1_000, (28, 28, 1))
+    np.testing.assert_array_equal(streamed.train.labels, memory.train.labels)
+    assert "1,000 train (streamed), 91 valid, 182 test" in streamed.describe()
+    with pytest.raises(DataError, match="streamed from .* use split.batches"):
+        streamed.train.images  # noqa: B018
+
+
+def test_streamed_split_reads_the_same_images_in_the_same_order(memory_and_streamed):
+    memory, streamed = memory_and_streamed
+    np.testing.assert_array_equal(np.concatenate(list(streamed.train.batches(300))),
+                                  memory.train.images)
+    assert [len(batch) for batch in streamed.train.batches(300)] == [300, 300, 300, 100]
+    head, labels = streamed.train.head(7)
+    np.testing.assert_array_equal(head, memory.train.images[:7])
+    np.testing.assert_array_equal(labels, memory.train.labels[:7])
+
+
+def test_streamed_pipeline_shuffles_like_the_in_memory_one(memory_and_streamed):
+    memory, streamed = memory_and_streamed
+    from_memory = memory.train.pipeline(128, shuffle=True, seed=4)
+    from_stream = streamed.train.pipeline(128, shuffle=True, seed=4)
+    assert len(from_stream) == len(from_memory) == 8
+    first, second = np.concatenate(batches(from_stream)), np.concatenate(batches(from_stream))
+    assert not np.array_equal(first, second)  # a new order each epoch
+    for epoch in (first, second):  # the same images each epoch
+        np.testing.assert_array_equal(np.sort(epoch.reshape(len(epoch), -1), axis=0),
+                                      np.sort(memory.train.images.reshape(1_000, -1), axis=0))
+    # An index permutation either way: the very same order, epoch by epoch.
+    np.testing.assert_array_equal(first, np.concatenate(batches(from_memory)))
+
+
+def test_streamed_full_batches_drop_the_remainder(memory_and_streamed):
+    _, streamed = memory_and_streamed
+    pipeline = streamed.train.pipeline(128, shuffle=True, full_batches=True)
+    assert len(pipeline) == 7 and [len(batch) for batch in batches(pipeline)] == [128] * 7
+    in_order = streamed.train.pipeline(128, full_batches=True)
+    assert [len(batch) for batch in batches(in_order)] == [128] * 7
+
+
+def test_streamed_static_binarization_is_fixed_per_image(monkeypatch):
+    monkeypatch.setenv(data_lib.STREAM_BYTES_VARIABLE, "1")  # stream valid and test too
+    first = data_lib.load_dataset("fashion_mnist", limit=300, binarize="static", seed=3,
+                                  streaming="stream")
+    longer = data_lib.load_dataset("fashion_mnist", limit=500, binarize="static", seed=3,
+                                   streaming="stream")
+    gray = data_lib.load_dataset("fashion_mnist", limit=300)
+    assert not first.test.in_memory
+    images = np.concatenate(list(first.train.batches(128)))
+    assert set(np.unique(images)) == {0.0, 1.0}
+    np.testing.assert_array_equal(images, np.concatenate(list(first.train.batches(100))))
+    # Keyed by the image, not by its position in a batch or the limit.
+    np.testing.assert_array_equal(images, longer.train.head(300)[0])
+    assert abs(images.mean() - gray.train.images.mean()) < 0.01
+    assert set(np.unique(first.test.head(50)[0])) == {0.0, 1.0}
+
+
+def test_streamed_dynamic_binarization_redraws_training_images_only():
+    dataset = data_lib.load_dataset("fashion_mnist", limit=256, binarize="dynamic", seed=5,
+                                    streaming="stream")
+    assert len(np.unique(dataset.train.head(256)[0])) > 2  # gray: redrawn by the pipeline
+    assert set(np.unique(dataset.valid.images)) == {0.0, 1.0}  # drawn once
+    pipeline = dataset.train.pipeline(256, seed=5, binarize="dynamic")
+    epoch_one, epoch_two = batches(pipeline)[0], batches(pipeline)[0]
+    assert set(np.unique(epoch_one)) == {0.0, 1.0}
+    assert 0.05 < np.mean(epoch_one != epoch_two) < 0.5
+
+
+def test_auto_never_streams_idx_data(monkeypatch):
+    monkeypatch.setenv(data_lib.STREAM_BYTES_VARIABLE, "1")
+    assert data_lib.load_dataset("fashion_mnist", limit=100).train.in_memory
+
+
+def test_stream_threshold_variable_must_be_a_number(monkeypatch):
+    monkeypatch.setenv(data_lib.STREAM_BYTES_VARIABLE, "lots")
+    with pytest.raises(DataError, match="HML_VAE_STREAM_BYTES='lots' is not a whole number"):
+        data_lib.load_dataset("fashion_mnist", limit=100)
+    monkeypatch.delenv(data_lib.STREAM_BYTES_VARIABLE)
+    assert data_lib.stream_threshold() == data_lib.STREAM_BYTES > 0
