@@ -358,3 +358,14 @@ def test_stream_threshold_variable_must_be_a_number(monkeypatch):
         data_lib.load_dataset("fashion_mnist", limit=100)
     monkeypatch.delenv(data_lib.STREAM_BYTES_VARIABLE)
     assert data_lib.stream_threshold() == data_lib.STREAM_BYTES > 0
+
+
+def test_binarizing_after_loading_equals_binarizing_while_loading():
+    gray = data_lib.load_dataset("fashion_mnist", limit=300)
+    for mode in ("static", "dynamic"):
+        loaded = data_lib.load_dataset("fashion_mnist", limit=300, binarize=mode, seed=7)
+        later = gray.binarized(mode, seed=7)
+        for name in ("train", "valid", "test"):
+            np.testing.assert_array_equal(getattr(later, name).images,
+                                          getattr(loaded, name).images)
+    assert gray.binarized("none", 7) is gray

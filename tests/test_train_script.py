@@ -59,7 +59,10 @@ def test_corrupt_data_dir_names_the_file(tmp_path, small_idx_dir):
         (["--model", "stacked", "--batch-size", "-8"], "expected a positive integer, got -8"),
         (["--model", "stacked", "--limit", "0"], "expected a positive integer, got 0"),
         (["--model", "stacked", "--hidden", "100,x"], "comma-separated positive integers"),
-        (["--model", "stacked", "--dataset", "cifar10"], "invalid choice: 'cifar10'"),
+        (["--model", "stacked", "--dataset", "cifar10"],
+         "tensorflow-datasets has no prepared 'cifar10'"),
+        (["--model", "stacked", "--beta", "2"], "--beta does not apply to --model stacked"),
+        (["--epochs", "2"], "no model given"),
     ],
 )
 def test_bad_arguments_fail_before_anything_runs(tmp_path, arguments, message):

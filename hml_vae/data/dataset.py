@@ -52,6 +52,14 @@ class Split:
         kind = "in memory" if self.in_memory else "streamed"
         return f"Split({len(self)} images of {self.image_shape}, {kind})"
 
+    def binarized(self, seed: int) -> Split:
+        """Every pixel drawn once from Bernoulli(intensity) with ``seed`` (static)."""
+        from hml_vae.data.pipeline import binarize_static
+
+        if self.in_memory:
+            return Split(binarize_static(self._images, seed), self.labels)
+        return Split(labels=self.labels, stream=self._stream.binarized(seed))
+
     @property
     def in_memory(self) -> bool:
         return self._stream is None
@@ -154,6 +162,17 @@ class Dataset:
     @property
     def num_classes(self) -> int:
         return 0 if self.class_names is None else len(self.class_names)
+
+    def binarized(self, binarize: str, seed: int) -> Dataset:
+        """The data set as ``load_dataset(..., binarize=binarize, seed=seed)`` returns it,
+        from one loaded gray: a run knows whether to binarize only once its image shape
+        (and so its likelihood) is known. ``dynamic`` leaves the training images gray for
+        the pipeline to redraw every epoch."""
+        if binarize == "none":
+            return self
+        return dataclasses.replace(
+            self, train=self.train.binarized(seed) if binarize == "static" else self.train,
+            valid=self.valid.binarized(seed), test=self.test.binarized(seed))
 
     def describe(self) -> str:
         """One line for logs, e.g. ``fashion_mnist (28×28×1) from /usr/share/...: 55,000

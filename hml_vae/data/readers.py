@@ -242,6 +242,10 @@ class Stream:
         self.image_shape = tuple(reader.image_shape)
         self.where = reader.where
 
+    def binarized(self, seed: int) -> Stream:
+        """The same images, each binarized once with ``seed``."""
+        return Stream(self._reader, self._indices, self._keys, static_seed=seed)
+
     def images(self, shuffle: bool = False, seed: int = 42):
         """A ``tf.data`` dataset of single float32 images, in split order or shuffled.
 
