@@ -145,6 +145,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             continue
         flag = config_module.flag_name(field)
         help_text = field.metadata["help"]
+        if field.metadata.get("between"):
+            help_text += " in ({}, {})".format(*field.metadata["between"])
         if field.metadata.get("family_option"):
             help_text += f" [{', '.join(families.families_with_option(field.name))}]"
         help_text = f"{help_text} (default: {_default_text(field)})".replace("%", "%%")

@@ -43,7 +43,7 @@ def option(default, help: str, choices=None, family_option: bool = False,
         flag: the CLI flag when it is not ``--field-name``.
         cli: False for fields the run derives (``image_shape``).
         extra: ``none`` (what a None default means, for --help), ``positive`` /
-            ``non_negative`` (numbers that must be).
+            ``non_negative`` (numbers that must be), ``between`` (an open interval).
     """
     metadata = {"help": help, "choices": choices, "family_option": family_option,
                 "flag": flag, "cli": cli, **extra}
@@ -99,13 +99,13 @@ class Config:
                         "gaussian"), family_option=True)
     noise_stddev: float = option(0.2, "standard deviation of --noise gaussian",
                                  family_option=True, positive=True)
-    dropout_rate: float = option(0.5, "share of pixels --noise dropout zeroes, in (0, 1)",
-                                 family_option=True)
+    dropout_rate: float = option(0.5, "share of pixels --noise dropout zeroes",
+                                 family_option=True, between=(0, 1))
     sparsity: str = option("kl", "activity penalty of the coding: kl (mean activation pulled "
                            "to --sparsity-target) or l1", choices=("kl", "l1"),
                            family_option=True)
-    sparsity_target: float = option(0.1, "wanted mean activation of a coding unit, in (0, 1)",
-                                    family_option=True)
+    sparsity_target: float = option(0.1, "wanted mean activation of a coding unit",
+                                    family_option=True, between=(0, 1))
     sparsity_weight: float | None = option(None, "penalty weight", family_option=True,
                                            positive=True, none="HOML's: 0.05 for kl, 1e-4 "
                                            "for l1")
@@ -234,6 +234,11 @@ def validate(config: Config) -> None:
                 isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
             raise ValueError(f"{_label(field.name)} must be >= 0, got {value!r} (0 turns it "
                              f"off).")
+        low, high = field.metadata.get("between") or (-math.inf, math.inf)
+        if not (isinstance(value, (int, float)) and low < value < high) and (low, high) != (
+                -math.inf, math.inf):
+            raise ValueError(f"{_label(field.name)} must lie in ({low}, {high}), got "
+                             f"{value!r}; e.g. {flag_name(field)} {field.default}.")
     for name in ("epochs", "batch_size", "latent_dim", "steps_per_execution", "cpu_replicas",
                  "fine_tune_epochs", "warmup_epochs", "iwae_samples", "seed"):
         value = getattr(config, name)

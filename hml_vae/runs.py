@@ -189,8 +189,9 @@ def check_output(run_dir: Path, what: str = "--output") -> None:
         if run_dir.is_dir() and (run_dir / "config.json").exists():
             raise RunError(f"{run_dir} already exists and holds a finished run. Choose "
                            f"another {what}, or remove it first to replace it.")
-        raise RunError(f"{run_dir} already exists ({'a directory' if run_dir.is_dir() else 'a file'}"
-                       f"); {what} must be a new directory. Choose another path.")
+        kind = "a directory" if run_dir.is_dir() else "a file"
+        raise RunError(f"{run_dir} already exists ({kind}); {what} must be a new directory. "
+                       f"Choose another path.")
     parent = run_dir.absolute().parent
     existing = parent
     while not existing.exists():

@@ -341,8 +341,8 @@ class EncoderSource:
         return pretrained_encoder(self.trained)
 
     def fresh(self):
-        from hml_vae.models import build_models
         from hml_vae.classifier import fresh_encoder
+        from hml_vae.models import build_models
 
         return fresh_encoder(build_models(self.config).encoder)
 

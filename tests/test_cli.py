@@ -36,7 +36,8 @@ def test_every_config_field_has_a_flag_and_every_flag_a_field():
 
 def test_help_texts_come_from_the_fields_with_their_defaults():
     help_text = " ".join(cli.train_parser().format_help().split())
-    assert "--latent-dim LATENT_DIM size of the coding (the latent space of VAEs) (default: 30;" in help_text
+    assert ("--latent-dim LATENT_DIM size of the coding (the latent space of VAEs) "
+            "(default: 30;") in help_text
     assert "[vae, conv_vae]" in help_text
     for name in families.names():
         assert name in help_text

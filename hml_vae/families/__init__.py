@@ -18,15 +18,17 @@ from pathlib import Path
 
 # Each module registers its family when imported; this order (the book's) is the order of
 # --help and the README.
-from hml_vae.families import stacked  # noqa: F401, I001
-from hml_vae.families import tied  # noqa: F401
-from hml_vae.families import conv  # noqa: F401
-from hml_vae.families import recurrent  # noqa: F401
-from hml_vae.families import denoising  # noqa: F401
-from hml_vae.families import sparse  # noqa: F401
-from hml_vae.families import greedy  # noqa: F401
-from hml_vae.families import vae  # noqa: F401
-from hml_vae.families import conv_vae  # noqa: F401
+from hml_vae.families import (
+    conv,  # noqa: F401
+    conv_vae,  # noqa: F401
+    denoising,  # noqa: F401
+    greedy,  # noqa: F401
+    recurrent,  # noqa: F401
+    sparse,  # noqa: F401
+    stacked,  # noqa: F401, I001
+    tied,  # noqa: F401
+    vae,  # noqa: F401
+)
 from hml_vae.families.bundle import AutoencoderModels, ModelBundle, VAEModels
 from hml_vae.families.family import Family, families_with_option, get, names, presets
 

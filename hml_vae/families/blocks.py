@@ -144,13 +144,12 @@ def upsample(x, filters: int, size: tuple[int, int], target: tuple[int, int], na
     overshoots by at most one is used and the extra row or column is cropped at the
     bottom/right.
     """
-    for padding, grow in (("same", 0), ("valid", 1)):
-        grown = tuple(2 * s + grow for s in size)
-        crop = tuple(g - t for g, t in zip(grown, target, strict=True))
-        if all(c in (0, 1) for c in crop):
-            break
-    else:
+    choices = [(padding, tuple(2 * s + grow - t for s, t in zip(size, target, strict=True)))
+               for padding, grow in (("same", 0), ("valid", 1))]
+    fitting = [(padding, crop) for padding, crop in choices if all(c in (0, 1) for c in crop)]
+    if not fitting:
         raise ValueError(f"cannot upsample a {size} map to {target}.")
+    padding, crop = fitting[0]
     x = keras.layers.Conv2DTranspose(filters, 3, strides=2, padding=padding,
                                      activation=activation, name=name)(x)
     if any(crop):

@@ -10,15 +10,10 @@ import keras
 
 from hml_vae.families import blocks
 from hml_vae.families.conv import check_fits
-from hml_vae.families.vae import (
-    assemble,
-    check_likelihood,
-    likelihood_arguments,
-    posterior_heads,
-    vae_family,
-)
-from hml_vae.families.vae import check as check_vae
 from hml_vae.families.family import register
+from hml_vae.families.vae import assemble, likelihood_arguments, posterior_heads, vae_family
+from hml_vae.families.vae import check as check_vae
+from hml_vae.layers import check_likelihood
 
 
 def map_sizes(image_shape, blocks_count: int) -> tuple[list[int], list[int]]:

@@ -12,8 +12,8 @@ import numpy as np
 
 from hml_vae.families import blocks
 from hml_vae.families.bundle import AutoencoderModels
-from hml_vae.families.family import COMMON_FIGURES, Family, register
-from hml_vae.families.stacked import TINY_DENSE, check_dense, describe_dense
+from hml_vae.families.family import COMMON_FIGURES, register
+from hml_vae.families.stacked import dense_family, describe_dense
 
 NOISE_KINDS = ("dropout", "gaussian")
 
@@ -86,21 +86,7 @@ def denoising_metrics(config, models, images: np.ndarray) -> dict[str, float]:
     }
 
 
-def check(config) -> None:
-    check_dense(config)
-    if config.noise not in NOISE_KINDS:
-        raise ValueError(f"unknown noise {config.noise!r}; expected one of: "
-                         f"{', '.join(NOISE_KINDS)}.")
-    if not config.noise_stddev > 0:
-        raise ValueError(f"noise stddev must be a positive number, got {config.noise_stddev!r}.")
-    if not 0 < config.dropout_rate < 1:
-        raise ValueError(
-            f"dropout rate is the probability of zeroing a pixel and must lie in (0, 1), got "
-            f"{config.dropout_rate!r}; e.g. --dropout-rate 0.5."
-        )
-
-
-FAMILY = register(Family(
+FAMILY = register(dense_family(
     name="denoising",
     summary="the stacked model with Dropout(0.5) (or GaussianNoise(0.2)) on its inputs, "
             "in training only",
@@ -110,12 +96,10 @@ FAMILY = register(Family(
         dropout_rate=config.dropout_rate, seed=config.seed),
     # HOML 3rd ed.: the stacked 100-30 model with Dropout(0.5) on its inputs; its Gaussian
     # variant uses GaussianNoise(0.2) (--noise gaussian).
-    presets={"default": {}, "tiny": TINY_DENSE},
-    bundle_type=AutoencoderModels,
     options=("noise", "noise_stddev", "dropout_rate"),
     # Not XLA: Keras' Dropout/GaussianNoise masks come from stateless random ops, which
     # XLA on CPU runs ~5x slower (benchmarks/results/xla_by_family.md).
-    check=check,
+    xla=False,
     describe=lambda config: f"{describe_dense(config)}, {config.noise} noise on the inputs",
     metrics=lambda config, models, images: denoising_metrics(config, models, images),
     figures=(*COMMON_FIGURES, "denoising"),

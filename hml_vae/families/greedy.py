@@ -18,8 +18,8 @@ import numpy as np
 
 from hml_vae.families import blocks
 from hml_vae.families.bundle import AutoencoderModels
-from hml_vae.families.family import Family, register
-from hml_vae.families.stacked import TINY_DENSE, build_stacked, check_dense, describe_dense
+from hml_vae.families.family import register
+from hml_vae.families.stacked import TINY_DENSE, build_stacked, dense_family, describe_dense
 
 
 def build_level(input_dim: int, units: int, level: int, activation: str = "relu",
@@ -129,18 +129,7 @@ def stage_curves(history: dict, prefix: str) -> dict:
     return curves
 
 
-def check(config) -> None:
-    check_dense(config)
-    if len(config.hidden) < 1:
-        raise ValueError("greedy pretraining stacks at least two levels; pass e.g. "
-                         "--hidden 100 --latent-dim 30.")
-    if isinstance(config.fine_tune_epochs, bool) or not (
-            isinstance(config.fine_tune_epochs, int) and config.fine_tune_epochs >= 0):
-        raise ValueError(f"fine-tune epochs must be a whole number >= 0, got "
-                         f"{config.fine_tune_epochs!r}.")
-
-
-FAMILY = register(Family(
+FAMILY = register(dense_family(
     name="greedy",
     summary="greedy layer-wise pretraining of the stacked model: one shallow autoencoder "
             "per coding size, stacked, optionally fine-tuned",
@@ -150,10 +139,7 @@ FAMILY = register(Family(
     # optional (--fine-tune-epochs).
     presets={"default": {"fine_tune_epochs": 0},
              "tiny": {**TINY_DENSE, "fine_tune_epochs": 1}},
-    bundle_type=AutoencoderModels,
     options=("fine_tune_epochs",),
-    xla=True,
-    check=check,
     describe=lambda config: f"greedy levels of {describe_dense(config)}",
     train=train,
 ))

@@ -51,21 +51,6 @@ def build_sparse(image_shape, hidden=(100,), latent_dim: int = 300, sparsity: st
                                                          activation))
 
 
-def check(config) -> None:
-    blocks.check_positive_sizes((*config.hidden, config.latent_dim))
-    if config.sparsity not in SPARSITY_KINDS:
-        raise ValueError(f"unknown sparsity {config.sparsity!r}; expected one of: "
-                         f"{', '.join(SPARSITY_KINDS)}.")
-    if not 0 < config.sparsity_target < 1:
-        raise ValueError(
-            f"sparsity target is the wanted mean activation of a sigmoid coding unit and "
-            f"must lie in (0, 1), got {config.sparsity_target!r}; e.g. --sparsity-target 0.1."
-        )
-    weight = config.sparsity_weight
-    if weight is not None and not weight > 0:
-        raise ValueError(f"sparsity weight must be a positive number, got {weight!r}.")
-
-
 def fill(config) -> dict:
     if config.sparsity_weight is None and config.sparsity in DEFAULT_WEIGHTS:
         return {"sparsity_weight": DEFAULT_WEIGHTS[config.sparsity]}
@@ -96,7 +81,8 @@ FAMILY = register(Family(
     bundle_type=AutoencoderModels,
     options=("sparsity", "sparsity_target", "sparsity_weight"),
     xla=True,
-    check=check,
+    # Unlike the other dense families, the coding may be wider than the layer before it.
+    check=lambda config: blocks.check_positive_sizes((*config.hidden, config.latent_dim)),
     fill=fill,
     describe=lambda config: (f"dense {'-'.join(map(str, config.hidden))} then "
                              f"{config.latent_dim} sigmoid coding units, {config.sparsity} "

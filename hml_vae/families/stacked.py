@@ -50,14 +50,17 @@ def describe_dense(config) -> str:
     return f"dense {mirrored} (images flattened from {'×'.join(map(str, config.image_shape))})"
 
 
-FAMILY = register(Family(
+def dense_family(**declared) -> Family:
+    """A family of the stacked model's kind: dense, undercomplete, the book's stacked
+    recipe as its default preset, XLA (unless ``declared`` says otherwise)."""
+    defaults = {"presets": {"default": {}, "tiny": TINY_DENSE}, "bundle_type": AutoencoderModels,
+                "xla": True, "check": check_dense, "describe": describe_dense}
+    return Family(**{**defaults, **declared})
+
+
+FAMILY = register(dense_family(
     name="stacked",
     summary="HOML's stacked autoencoder 784→100→30→100→784, ReLU, MSE",
     build=lambda config: build_stacked(blocks.require_image_shape(config), config.hidden,
                                        config.latent_dim),
-    presets={"default": {}, "tiny": TINY_DENSE},
-    bundle_type=AutoencoderModels,
-    xla=True,
-    check=check_dense,
-    describe=describe_dense,
 ))

@@ -8,8 +8,8 @@ import keras
 
 from hml_vae.families import blocks
 from hml_vae.families.bundle import AutoencoderModels
-from hml_vae.families.family import Family, register
-from hml_vae.families.stacked import TINY_DENSE, check_dense, describe_dense
+from hml_vae.families.family import register
+from hml_vae.families.stacked import dense_family
 from hml_vae.layers import DenseTranspose
 
 
@@ -49,15 +49,10 @@ def build_tied(image_shape, hidden=(100,), latent_dim: int = 30,
     return AutoencoderModels(encoder, decoder, autoencoder)
 
 
-FAMILY = register(Family(
+FAMILY = register(dense_family(
     name="tied",
     summary="the stacked autoencoder with the decoder's kernels tied to the encoder's "
             "(DenseTranspose): half the weights",
     build=lambda config: build_tied(blocks.require_image_shape(config), config.hidden,
                                     config.latent_dim),
-    presets={"default": {}, "tiny": TINY_DENSE},
-    bundle_type=AutoencoderModels,
-    xla=True,
-    check=check_dense,
-    describe=describe_dense,
 ))

@@ -22,7 +22,7 @@ import keras
 from hml_vae.families import blocks
 from hml_vae.families.bundle import VAEModels
 from hml_vae.families.family import COMMON_FIGURES, Family, register
-from hml_vae.layers import LEARNED_SIGMA, LIKELIHOODS, ReconstructionLoss, Sampling
+from hml_vae.layers import ReconstructionLoss, Sampling, check_likelihood
 
 VAE_OPTIONS = ("likelihood", "gaussian_sigma", "learned_sigma", "beta", "warmup_epochs",
                "free_bits", "iwae_samples")
@@ -74,36 +74,9 @@ def build_dense_vae(image_shape, hidden=(150, 100), latent_dim: int = 10,
     return assemble(encoder, decoder, likelihood, gaussian_sigma, learned_sigma)
 
 
-def check_likelihood(likelihood, gaussian_sigma=1.0, learned_sigma="none") -> None:
-    """Raises ValueError for a likelihood no decoder can have."""
-    if likelihood not in LIKELIHOODS:
-        raise ValueError(
-            f"unknown likelihood {likelihood!r}; expected one of {', '.join(LIKELIHOODS)} "
-            f"(bernoulli for images in [0, 1], gaussian for real-valued pixels)."
-        )
-    if learned_sigma not in LEARNED_SIGMA:
-        raise ValueError(f"unknown learned sigma {learned_sigma!r}; expected one of "
-                         f"{', '.join(LEARNED_SIGMA)}.")
-    if gaussian_sigma is None or not gaussian_sigma > 0:
-        raise ValueError(f"the Gaussian decoder's sigma must be > 0, got {gaussian_sigma!r}; "
-                         f"1.0 is the σ = 1 case of docs/vae.md.")
-
-
 def check(config) -> None:
-    """The VAE options every VAE family shares."""
+    """Sizes every VAE family can be built with (the config checks its options' values)."""
     blocks.check_positive_sizes((*config.hidden, config.latent_dim))
-    if config.likelihood is not None:
-        check_likelihood(config.likelihood, config.gaussian_sigma, config.learned_sigma)
-    for name in ("beta", "warmup_epochs", "free_bits"):
-        value = getattr(config, name)
-        if value is None or not value >= 0:
-            raise ValueError(
-                f"{name.replace('_', ' ')} must be >= 0, got {value!r} (0 turns it off"
-                f"{'; 1 is the ELBO' if name == 'beta' else ''})."
-            )
-    if not isinstance(config.iwae_samples, int) or config.iwae_samples <= 0:
-        raise ValueError(f"iwae samples (K) must be a positive number, got "
-                         f"{config.iwae_samples!r}; e.g. --iwae-samples 100.")
 
 
 def fill(config) -> dict:
