@@ -15,7 +15,8 @@ Encoders (each trained on the whole training split, the unlabeled pool, with its
 level by level, ``vae`` 784-150-100-10 with a Bernoulli decoder (the classifier uses the
 posterior mean). Each experiment is hml_vae.semi_supervised.run_experiment; its output
 directory (results.json, results.md, accuracy_vs_labels.png) stays in --runs-dir and is
-reused when the benchmark is run again. Writes benchmarks/results/semi_supervised.json
+reused when the benchmark is run again; an interrupted encoder run or experiment resumes
+where it stopped. Writes benchmarks/results/semi_supervised.json
 and .md (with a suffix naming every reduction) with the machine description.
 """
 
@@ -48,17 +49,12 @@ def train_encoder(name: str, args, run_dir: Path) -> None:
         return
     except RunError:
         pass
+    from hml_vae.training import train_and_evaluate
+
     config = make_config(name, "default", epochs=args.encoder_epochs, limit=args.limit,
                          make_plots=False)
     print(f"{name}: training {config.to_json()}", file=sys.stderr)
-    if name == "greedy":
-        from hml_vae.pretraining import pretrain_and_evaluate
-
-        pretrain_and_evaluate(config, run_dir)
-    else:
-        from hml_vae.training import train_and_evaluate
-
-        train_and_evaluate(config, run_dir)
+    train_and_evaluate(config, run_dir)  # resumes an interrupted run of the same config
 
 
 def run_encoder(name: str, args, settings, runs_dir: Path) -> dict:

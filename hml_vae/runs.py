@@ -134,8 +134,9 @@ class StopOnSignal(keras.callbacks.Callback):
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def __init__(self):
+    def __init__(self, what: str | None = None):
         super().__init__()
+        self.what = what  # what is finished before stopping; default: the epoch under way
         self.received: signal.Signals | None = None
         self._previous: dict = {}
         self._epoch = 0
@@ -154,8 +155,9 @@ class StopOnSignal(keras.callbacks.Callback):
     def _handle(self, number, frame) -> None:
         self.received = signal.Signals(number)
         self.__exit__()  # the next signal acts as it would without us
-        print(f"\n{self.received.name}: finishing epoch {self._epoch + 1} and its checkpoint, "
-              f"then stopping (send it again to stop at once).", file=sys.stderr, flush=True)
+        what = self.what or f"epoch {self._epoch + 1} and its checkpoint"
+        print(f"\n{self.received.name}: finishing {what}, then stopping (send it again to "
+              f"stop at once).", file=sys.stderr, flush=True)
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
@@ -313,9 +315,9 @@ class RunWriter:
     # Training ----------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def stop_on_signal(self):
-        """SIGINT/SIGTERM inside the block stop after the epoch (or cell) under way."""
-        with StopOnSignal() as stopper:
+    def stop_on_signal(self, what: str | None = None):
+        """SIGINT/SIGTERM inside the block stop after the epoch under way (or ``what``)."""
+        with StopOnSignal(what) as stopper:
             self.stopper = stopper
             try:
                 yield stopper

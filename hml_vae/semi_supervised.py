@@ -13,6 +13,12 @@ accuracy). On those labels four methods are trained and tested:
 - ``logistic_regression``: scikit-learn on the frozen (standardised) codings, its
   regularisation strength chosen on the validation part.
 
+Any finished run works, whatever its image shape and the number of classes of its data set
+(chance is 1 / number of classes); the data set must have labels. The output directory is
+written by :class:`hml_vae.runs.RunWriter`: it appears only when finished, and an
+interrupted experiment (SIGINT/SIGTERM stop it after the cell under way) resumes with the
+next unfinished (budget, seed) cell when the same command runs again.
+
 Example:
     >>> settings = ExperimentSettings(budgets=(100, 1000), seeds=(0, 1, 2))
     >>> results = run_experiment("runs/stacked", settings, "runs/semi-stacked")
@@ -21,6 +27,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 import time
 from pathlib import Path
@@ -28,10 +35,16 @@ from pathlib import Path
 import numpy as np
 
 from hml_vae import data as data_lib
-from hml_vae.runs import incomplete_dir, load_run
+from hml_vae.errors import Interrupted
+from hml_vae.runs import RunWriter, load_run
 
 METHODS = ("pretrained_frozen", "pretrained_fine_tuned", "scratch", "logistic_regression")
 RESULT_FILES = ("results.json", "results.md", "accuracy_vs_labels.png")
+# The experiment's identity (settings and encoder run), and the rows of the finished cells
+# while it runs.
+SETTINGS_FILE = "settings.json"
+CELLS_FILE = "cells.json"
+OUTPUT_FILES = (SETTINGS_FILE, *RESULT_FILES)
 # Inverse regularisation strengths tried for the logistic-regression baseline.
 LOGISTIC_C_GRID = (0.01, 0.1, 1.0, 10.0)
 MIN_STEPS_PER_EPOCH = 25
@@ -51,7 +64,8 @@ class ExperimentSettings:
             this learning rate for frozen_epochs + fine_tune_epochs.
         fine_tune_epochs, fine_tune_learning_rate: phase 2 (all layers).
         patience: epochs without a lower validation loss before a phase stops.
-        limit: use the first N training (and proportionally fewer test) images.
+        limit: use the first N training (and proportionally fewer test) images; default:
+            the encoder run's.
         data_dir: where the data set is; default: the encoder run's.
     """
 
@@ -164,7 +178,7 @@ def check_budget(budget: int, labels: np.ndarray, num_classes: int) -> None:
         )
 
 
-def choose_labels(labels: np.ndarray, budget: int, seed: int, num_classes: int = 10,
+def choose_labels(labels: np.ndarray, budget: int, seed: int, num_classes: int | None = None,
                   validation_fraction: float = 0.2) -> LabelSplit:
     """A class-balanced labeled subset of ``labels``, drawn with ``seed``.
 
@@ -176,7 +190,7 @@ def choose_labels(labels: np.ndarray, budget: int, seed: int, num_classes: int =
         labels: (N,) integer labels of the pool (the training split).
         budget: labeled examples in all (training + validation part).
         seed: the same seed gives the same subset.
-        num_classes: classes 0..num_classes-1.
+        num_classes: classes 0..num_classes-1 (default: up to the largest label).
         validation_fraction: share of each class held out for early stopping.
 
     Returns:
@@ -188,6 +202,8 @@ def choose_labels(labels: np.ndarray, budget: int, seed: int, num_classes: int =
         (80, 20)
     """
     labels = np.asarray(labels)
+    if num_classes is None:
+        num_classes = int(labels.max(initial=-1)) + 1
     check_budget(budget, labels, num_classes)
     rng = np.random.default_rng(seed)
     counts = class_counts(budget, num_classes, seed)
@@ -341,10 +357,10 @@ class EncoderSource:
         return pretrained_encoder(self.trained)
 
     def fresh(self):
+        from hml_vae import families
         from hml_vae.classifier import fresh_encoder
-        from hml_vae.models import build_models
 
-        return fresh_encoder(build_models(self.config).encoder)
+        return fresh_encoder(families.build(self.config).encoder)
 
 
 def labeled_arrays(data: data_lib.Dataset, split: LabelSplit) -> dict[str, tuple]:
@@ -358,7 +374,7 @@ def labeled_arrays(data: data_lib.Dataset, split: LabelSplit) -> dict[str, tuple
 
 
 def run_cell(source: EncoderSource, arrays: dict, settings: ExperimentSettings,
-             seed: int, num_classes: int = 10) -> dict[str, dict]:
+             seed: int, num_classes: int) -> dict[str, dict]:
     """Trains and tests every method on one labeled subset.
 
     Returns:
@@ -454,7 +470,8 @@ def results_markdown(report: dict) -> str:
         f"std over seeds {', '.join(map(str, report['settings']['seeds']))}. Labels drawn "
         f"class-balanced from the {report['train_pool']} training images; "
         f"{report['settings']['validation_fraction']:.0%} of each budget validates (early "
-        f"stopping, logistic-regression C), the rest trains.",
+        f"stopping, logistic-regression C), the rest trains. Chance: "
+        f"{100 * report['chance']:.1f}% ({report['num_classes']} classes).",
         "",
         "| labels | " + " | ".join(methods) + " |",
         "|---:|" + "---:|" * len(methods),
@@ -480,18 +497,10 @@ METHOD_DESCRIPTIONS = {
 # --- The experiment ---------------------------------------------------------------------
 
 
-def check_output_free(output: Path) -> None:
-    from hml_vae.errors import RunError
-
-    if output.exists():
-        raise RunError(f"{output} already exists. Choose another --output, or remove it "
-                       f"first if you want to replace it.")
-
-
-def check_input_shape(encoder, images: np.ndarray, run_dir: Path) -> None:
+def check_input_shape(encoder, image_shape: tuple[int, ...], run_dir: Path) -> None:
     """Raises ValueError when the encoder does not take images shaped like the data's."""
     expected = tuple(encoder.input_shape[1:])
-    given = tuple(images.shape[1:])
+    given = tuple(image_shape)
     if expected != given:
         raise ValueError(
             f"the encoder of {run_dir} takes inputs of shape {expected}, but the data set's "
@@ -499,75 +508,178 @@ def check_input_shape(encoder, images: np.ndarray, run_dir: Path) -> None:
         )
 
 
-def prepare(run_dir: str | Path, settings: ExperimentSettings, output: str | Path):
-    """Every check that can fail before training: the output, the run, the data, the
-    budgets and the encoder's input shape.
+def check_labels(data: data_lib.Dataset, run_dir: Path) -> None:
+    """Raises ValueError unless the data set has labels of at least two classes."""
+    unlabeled = any(split.labels is None for split in (data.train, data.test))
+    if unlabeled or not data.num_classes:
+        raise ValueError(
+            f"the data set of {run_dir} ({data.name}, from {data.source}) has no labels, and "
+            f"the experiment draws its budgets from labels and tests on them. Pass a run "
+            f"trained on labeled images (a named data set, an image folder with one "
+            f"subfolder per class, or an .npz file with 'labels')."
+        )
+    if data.num_classes < 2:
+        raise ValueError(f"the data set of {run_dir} ({data.name}) has one class; a classifier "
+                         f"needs at least two.")
 
-    Returns:
-        (run, data, EncoderSource).
+
+def load_data(run, settings: ExperimentSettings) -> data_lib.Dataset:
+    """The encoder run's data set, read as its config describes it, with gray images.
+
+    Every method classifies the images themselves: a Bernoulli VAE trained on binarized
+    images sees its pixels' expected values. ``settings.limit`` and ``settings.data_dir``
+    override the run's. The images are held in memory: labeled subsets are drawn at random
+    and the whole test set is classified.
+    """
+    overrides = {"binarize": "none", "streaming": "memory"}
+    if settings.limit is not None:
+        overrides["limit"] = settings.limit
+    if settings.data_dir is not None:
+        overrides["data_dir"] = settings.data_dir
+    return data_lib.load_for_config(dataclasses.replace(run.config, **overrides))
+
+
+def experiment_identity(run, settings: ExperimentSettings) -> dict:
+    """What ``settings.json`` records: the settings and the encoder run (its absolute path
+    and config). An interrupted experiment resumes only when all of it is the same."""
+    identity = {
+        "settings": dataclasses.asdict(settings),
+        "encoder_run": str(Path(run.directory).resolve()),
+        "encoder_config": run.config.to_dict(),
+    }
+    return json.loads(json.dumps(identity))  # tuples as lists, as the saved file reads back
+
+
+@dataclasses.dataclass
+class Experiment:
+    """One experiment after every check: the encoder run, its data, the encoders and the
+    writer of the output directory (not started yet)."""
+
+    run: object  # hml_vae.runs.Run
+    data: data_lib.Dataset
+    source: EncoderSource
+    writer: RunWriter
+    settings: ExperimentSettings
+
+    @property
+    def num_classes(self) -> int:
+        return self.data.num_classes
+
+    def cells(self) -> list[tuple[int, int]]:
+        """(budget, seed) pairs in the order they run."""
+        return [(budget, seed) for budget in self.settings.budgets
+                for seed in self.settings.seeds]
+
+
+def prepare(run_dir: str | Path, settings: ExperimentSettings,
+            output: str | Path) -> Experiment:
+    """Every check that can fail before training: the run, the output (a new directory, or
+    an interrupted experiment with the same identity), the data and its labels, the
+    budgets and the encoder's input shape. Nothing is written.
 
     Raises:
-        RunError: ``output`` exists, or ``run_dir`` is not a finished run.
+        RunError: ``run_dir`` is not a finished run, or ``output`` cannot be written.
         ValueError / DataError: a budget that cannot be drawn, data that do not fit.
     """
-    run_dir, output = Path(run_dir), Path(output)
-    check_output_free(output)
+    run_dir = Path(run_dir)
     run = load_run(run_dir)  # RunError unless the run (and its encoder) finished
-    # Gray images for every method: classification of the images themselves. Bernoulli
-    # VAEs trained on binarized images see their pixels' expected values.
-    data = data_lib.load_dataset(run.config.dataset, settings.data_dir or run.config.data_dir,
-                                 settings.limit, "none", seed=0,
-                                 download=run.config.download)
-    num_classes = len(data.class_names)
+    writer = RunWriter(output, experiment_identity(run, settings),
+                       identity_file=SETTINGS_FILE)
+    writer.check()
+    data = load_data(run, settings)
+    check_labels(data, run_dir)
     for budget in settings.budgets:
-        check_budget(budget, data.train.labels, num_classes)
+        check_budget(budget, data.train.labels, data.num_classes)
     encoder = run.load_models().encoder
-    check_input_shape(encoder, data.train.images, run_dir)
-    return run, data, EncoderSource(trained=encoder, config=run.config)
+    check_input_shape(encoder, data.image_shape, run_dir)
+    return Experiment(run, data, EncoderSource(trained=encoder, config=run.config), writer,
+                      settings)
+
+
+def run_budget_seed(experiment: Experiment, budget: int, seed: int) -> list[dict]:
+    """The result rows (one per method) of one cell of the experiment."""
+    data, settings = experiment.data, experiment.settings
+    split = choose_labels(data.train.labels, budget, seed, experiment.num_classes,
+                          settings.validation_fraction)
+    results = run_cell(experiment.source, labeled_arrays(data, split), settings, seed,
+                       experiment.num_classes)
+    return [{"budget": budget, "seed": seed, "method": method,
+             "train_labels": len(split.train), "valid_labels": len(split.valid), **values}
+            for method, values in results.items()]
+
+
+def finished_cells(writer: RunWriter) -> dict[tuple[int, int], list[dict]]:
+    """{(budget, seed): rows} of the cells an interrupted experiment finished."""
+    return {(cell["budget"], cell["seed"]): cell["rows"]
+            for cell in writer.read_json(CELLS_FILE, default=[])}
+
+
+def save_cells(writer: RunWriter, done: dict[tuple[int, int], list[dict]]) -> None:
+    writer.write_json(CELLS_FILE, [{"budget": budget, "seed": seed, "rows": rows}
+                                   for (budget, seed), rows in done.items()])
 
 
 def run_experiment(run_dir: str | Path, settings: ExperimentSettings,
                    output: str | Path, log=print) -> dict:
-    """Every budget x seed x method; writes ``output`` with :data:`RESULT_FILES`.
+    """Every budget x seed x method; writes ``output`` with :data:`OUTPUT_FILES`.
 
-    The directory is built as ``<output>.incomplete`` and renamed when all three files are
-    written, so a directory at ``output`` always holds a finished experiment.
+    The output is written by :class:`hml_vae.runs.RunWriter`: built as
+    ``<output>.incomplete`` and renamed when everything is written. After each
+    (budget, seed) cell its rows are saved (``cells.json``), so the same command after an
+    interruption skips the finished cells. SIGINT/SIGTERM let the cell under way finish,
+    then stop.
 
     Args:
         run_dir: a finished run (any family) whose encoder is used.
         settings: budgets, seeds and the training recipe.
-        output: directory to create; must not exist.
+        output: directory to create; must not exist (its ``.incomplete`` directory may, when
+            it was left by the same experiment).
         log: called with the settings once every check has passed, then one progress
             line per cell.
 
     Returns:
         The report written to ``results.json``.
+
+    Raises:
+        Interrupted: a signal stopped the experiment after a finished cell.
     """
     from hml_vae.plots import accuracy_vs_labels
-    from hml_vae.training import write_json
 
-    run, data, source = prepare(run_dir, settings, output)
+    experiment = prepare(run_dir, settings, output)
+    run, data, writer = experiment.run, experiment.data, experiment.writer
     log(f"settings: {settings}")
-    output = Path(output)
-    num_classes = len(data.class_names)
-    rows = []
-    for budget in settings.budgets:
-        for seed in settings.seeds:
-            split = choose_labels(data.train.labels, budget, seed, num_classes,
-                                  settings.validation_fraction)
-            cell = run_cell(source, labeled_arrays(data, split), settings, seed, num_classes)
-            for method, values in cell.items():
-                rows.append({"budget": budget, "seed": seed, "method": method,
-                             "train_labels": len(split.train),
-                             "valid_labels": len(split.valid), **values})
+    writer.start()
+    cells = experiment.cells()
+    done = finished_cells(writer)
+    if done:
+        log(f"{len(done)} of {len(cells)} cells already finished in "
+            f"{writer.path(CELLS_FILE)}; running the others")
+    with writer.stop_on_signal("the (budget, seed) cell under way"):
+        for budget, seed in cells:
+            if (budget, seed) in done:
+                continue
+            rows = run_budget_seed(experiment, budget, seed)
+            done[(budget, seed)] = rows
+            save_cells(writer, done)
             log(f"labels {budget:>6} seed {seed}: " + ", ".join(
-                f"{method} {values['test_accuracy']:.3f}" for method, values in cell.items()))
+                f"{row['method']} {row['test_accuracy']:.3f}" for row in rows))
+            received = writer.stop_requested
+            if received is not None:
+                raise Interrupted(
+                    f"{received.name} stopped the experiment after {len(done)} of "
+                    f"{len(cells)} cells (labels {budget}, seed {seed} was the last); the "
+                    f"finished ones are saved in {writer.path(CELLS_FILE)}. Run the same "
+                    f"command again to resume with the next cell.", received.value)
+    rows = [row for cell in cells for row in done[cell]]
     report = {
         "encoder_run": str(run.directory),
         "encoder_model": run.config.model,
-        "encoder_config": dataclasses.asdict(run.config),
+        "encoder_config": run.config.to_dict(),
         "dataset": data.name,
         "data_source": data.source,
+        "image_shape": list(data.image_shape),
+        "num_classes": experiment.num_classes,
+        "chance": 1 / experiment.num_classes,
         "train_pool": len(data.train),
         "test_images": len(data.test),
         "settings": dataclasses.asdict(settings),
@@ -575,17 +687,13 @@ def run_experiment(run_dir: str | Path, settings: ExperimentSettings,
         "results": rows,
         "summary": summarize(rows),
     }
-    work_dir = incomplete_dir(output)
-    if work_dir.exists():  # left by an interrupted experiment: nothing in it is reused
-        for path in work_dir.iterdir():
-            path.unlink()
-    work_dir.mkdir(parents=True, exist_ok=True)
-    write_json(work_dir / "results.json", report)
-    (work_dir / "results.md").write_text(results_markdown(report))
-    figure = accuracy_vs_labels(report["summary"], num_classes,
+    writer.write_json("results.json", report)
+    writer.path("results.md").write_text(results_markdown(report))
+    figure = accuracy_vs_labels(report["summary"], experiment.num_classes,
                                 title=f"{run.config.model} encoder ({run.directory.name})")
-    figure.savefig(work_dir / "accuracy_vs_labels.png", dpi=100)
-    work_dir.rename(output)
+    figure.savefig(writer.path("accuracy_vs_labels.png"), dpi=100)
+    writer.path(CELLS_FILE).unlink()  # its rows are in results.json
+    writer.finish()
     return report
 
 

@@ -1,80 +1,71 @@
-"""Greedy layer-wise pretraining: train one shallow autoencoder per coding size, each on the
-codings of the one before, stack them, optionally fine-tune, evaluate, write a run directory.
+"""Greedy layer-wise pretraining: an alias of ``scripts/train.py --model greedy``.
 
     python scripts/pretrain_greedy.py --codings 100,30 --output runs/greedy
     python scripts/pretrain_greedy.py --codings 100,30 --fine-tune-epochs 10 --output RUN
     python scripts/pretrain_greedy.py --preset tiny --limit 1000 --output RUN
     python scripts/pretrain_greedy.py --strategy mirrored --cpu-replicas 2 --output RUN
 
---epochs trains each level. The run directory is the same as scripts/train.py's (config.json,
-model.keras, encoder.keras, decoder.keras, history.json = fine-tuning epochs, metrics.json)
-plus history_level_<k>.json per level; it appears only when the run has finished.
+``--codings 100,30`` (one coding size per level) stands for ``--hidden 100 --latent-dim 30``;
+every other flag is scripts/train.py's and is passed on unchanged (``--help`` shows them).
+--epochs trains each level. The run directory is scripts/train.py's, plus
+history_level_<k>.json per level; the same command after an interruption resumes inside the
+level it stopped in.
 """
 
 from __future__ import annotations
 
 import argparse
+import runpy
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from any checkout
+from hml_vae import cli
 
-from hml_vae import cli, distribute  # noqa: E402
-from hml_vae.config import PRESETS, STRATEGIES, make_config  # noqa: E402
-from hml_vae.data import BINARIZATIONS, DATASETS  # noqa: E402
+TRAIN_SCRIPT = Path(__file__).resolve().with_name("train.py")
+# Flags the alias sets itself: passing them too would say two things at once.
+OWN_FLAGS = ("--model", "--hidden", "--latent-dim")
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def train_arguments(argv: list[str]) -> list[str]:
+    """scripts/train.py's arguments for this script's ``argv``.
+
+    Example:
+        >>> train_arguments(["--codings", "100,30", "--output", "RUN"])
+        ['--model', 'greedy', '--hidden', '100', '--latent-dim', '30', '--output', 'RUN']
+
+    Raises:
+        SystemExit: (argparse, exit code 2) bad --codings, or a flag the alias sets itself.
+    """
+    parser = argparse.ArgumentParser(
+        prog=Path(__file__).name, add_help=False, allow_abbrev=False,
+        description="scripts/train.py --model greedy, with --codings")
     parser.add_argument("--codings", type=cli.int_list,
                         help="coding size of each level, e.g. 100,30 (default: 100,30)")
-    parser.add_argument("--fine-tune-epochs", type=cli.non_negative_int,
-                        help="epochs of end-to-end training after stacking (default: 0)")
-    parser.add_argument("--preset", default="default", choices=PRESETS,
-                        help="default: HOML's stacked recipe per level; tiny: seconds on a CPU")
-    parser.add_argument("--output", required=True, help="run directory to create")
-    parser.add_argument("--dataset", choices=DATASETS, help="default: fashion_mnist")
-    parser.add_argument("--data-dir", help="directory with the four IDX files")
-    parser.add_argument("--download", action="store_true", default=None,
-                        help="let tensorflow-datasets download the data (needs network)")
-    parser.add_argument("--limit", type=cli.positive_int, help="train on the first N images")
-    parser.add_argument("--binarize", choices=BINARIZATIONS)
-    parser.add_argument("--epochs", type=cli.positive_int, help="epochs of each level")
-    parser.add_argument("--batch-size", type=cli.positive_int)
-    parser.add_argument("--learning-rate", type=cli.positive_float)
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--strategy", choices=[name for name in STRATEGIES
-                                               if name != "multi_worker"],
-                        help="default, mirrored (all GPUs or --cpu-replicas) or auto "
-                        "(default: default)")
-    parser.add_argument("--cpu-replicas", type=cli.positive_int,
-                        help="split the CPU into N logical devices for --strategy mirrored")
-    return parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    given = sorted({flag for argument in rest for flag in OWN_FLAGS
+                    if argument == flag or argument.startswith(flag + "=")})
+    if given:
+        parser.error(f"{', '.join(given)}: this script always trains --model greedy with the "
+                     f"levels of --codings (e.g. --codings 100,30); pass the other flags only, "
+                     f"or use scripts/train.py.")
+    levels = []
+    if args.codings is not None:
+        if len(args.codings) < 2:
+            parser.error(f"--codings {args.codings[0]}: greedy pretraining stacks at least "
+                         f"two levels; pass e.g. --codings 100,30.")
+        *hidden, latent_dim = args.codings
+        levels = ["--hidden", ",".join(map(str, hidden)), "--latent-dim", str(latent_dim)]
+    return ["--model", "greedy", *levels, *rest]
 
 
-def main(argv=None) -> None:
-    args = vars(parse_args(argv))
-    preset, output, codings = args.pop("preset"), args.pop("output"), args.pop("codings")
-    if codings is not None:
-        if len(codings) < 2:
-            raise ValueError(f"--codings {codings[0]}: greedy pretraining stacks at least two "
-                             f"levels; pass e.g. --codings 100,30.")
-        args.update(hidden=codings[:-1], latent_dim=codings[-1])
-    config = make_config("greedy", preset, **args)
-    print(f"config: {config.to_json()}", file=sys.stderr)
-    # TF_CONFIG and the strategy options, checked before TensorFlow is imported.
-    distribute.resolve_strategy(config.strategy, distribute.read_tf_config(),
-                                config.cpu_replicas)
-
-    from hml_vae.pretraining import pretrain_and_evaluate  # imports TensorFlow
-
-    metrics = pretrain_and_evaluate(config, output)
-    print(f"test MSE per pixel: {metrics['test_mse_per_pixel']:.5f} "
-          f"(validation {metrics['valid_mse_per_pixel']:.5f}; stacked before fine-tuning "
-          f"{metrics['stacked_test_mse_per_pixel']:.5f}); trained in "
-          f"{metrics['train_seconds']:.1f} s")
-    print(f"run directory: {output}")
+def main(argv: list[str] | None = None) -> None:
+    """Runs scripts/train.py with :func:`train_arguments`; exits with its exit code."""
+    arguments = train_arguments(sys.argv[1:] if argv is None else list(argv))
+    if "-h" in arguments or "--help" in arguments:  # then train.py's help, and exit
+        print(__doc__)
+    sys.argv = [str(TRAIN_SCRIPT), *arguments]
+    runpy.run_path(str(TRAIN_SCRIPT), run_name="__main__")
 
 
 if __name__ == "__main__":
-    sys.exit(cli.run_main(main))
+    main()

@@ -9,19 +9,22 @@
 For every budget (labels, class-balanced, drawn from the training split with the seed) and
 seed (0, 1, ... --seeds - 1): the encoder frozen with a new head, then fine-tuned; the same
 architecture from scratch; logistic regression on the frozen codings. Early stopping uses
-the budget's own validation part, never the test set. OUTPUT gets results.json,
-results.md and accuracy_vs_labels.png; it appears only when everything is written.
+the budget's own validation part, never the test set. The data set is the encoder run's
+(any image shape, any number of classes; it must have labels). OUTPUT gets settings.json,
+results.json, results.md and accuracy_vs_labels.png; it appears only when everything is
+written.
+
+Ctrl-C (SIGINT) or SIGTERM stops after the (budget, seed) cell under way; running the same
+command again resumes with the next cell (the finished ones are kept in
+OUTPUT.incomplete/cells.json). A second signal stops at once, losing that cell.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from any checkout
-
-from hml_vae import cli  # noqa: E402
+from hml_vae import cli
 
 
 def fraction(text: str) -> float:
@@ -53,9 +56,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--output", required=True, help="directory to create")
     parser.add_argument("--limit", type=cli.positive_int,
                         help="use the first N training images (and proportionally fewer "
-                        "test images)")
+                        "test images; default: the encoder run's)")
     parser.add_argument("--data-dir", help="directory with the four IDX files (default: the "
-                        "encoder run's data set)")
+                        "encoder run's)")
     parser.add_argument("--epochs", type=cli.positive_int,
                         help="sets both --frozen-epochs and --fine-tune-epochs")
     parser.add_argument("--frozen-epochs", type=cli.positive_int,
@@ -103,7 +106,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     settings = make_settings(args)
 
-    from hml_vae import semi_supervised  # imports NumPy only; TensorFlow comes with models
+    from hml_vae import semi_supervised  # imports TensorFlow: after the arguments are checked
 
     report = semi_supervised.run_experiment(args.encoder_run, settings, args.output,
                                             log=semi_supervised.log_to_stderr)

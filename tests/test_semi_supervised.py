@@ -1,21 +1,23 @@
 """hml_vae.semi_supervised and scripts/semi_supervised.py: label budgets, the two training
-phases, the outputs and the errors that come before any training."""
+phases, the outputs, resuming an interrupted experiment and the errors that come before any
+training."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
+import signal
+from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 from conftest import REPO, run_script
 
-from hml_vae import cli
+from hml_vae import cli, families
 from hml_vae import semi_supervised as semi
-from hml_vae.config import make_config
-from hml_vae.data import Dataset, Split
 from hml_vae.classifier import (
     build_classifier,
     classifier_encoder,
@@ -23,10 +25,14 @@ from hml_vae.classifier import (
     pretrained_encoder,
     set_encoder_trainable,
 )
+from hml_vae.config import make_config
+from hml_vae.data import Dataset, Split
 from hml_vae.runs import load_run
 from hml_vae.training import train_and_evaluate
 
 LIMIT = 1000
+# The scripts import the package from the checkout under test.
+SCRIPT_ENV = {"PYTHONPATH": str(REPO)}
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +87,8 @@ def test_the_same_seed_gives_the_same_subset_and_larger_budgets_contain_smaller_
 
 def tagged_split(start: int, count: int) -> Split:
     """Images whose first pixel holds a unique id (start, start + 1, ...)."""
-    images = np.zeros((count, 28, 28), np.float32)
-    images[:, 0, 0] = np.arange(start, start + count)
+    images = np.zeros((count, 28, 28, 1), np.float32)
+    images[:, 0, 0, 0] = np.arange(start, start + count)
     return Split(images, np.arange(count) % 10)
 
 
@@ -91,8 +97,8 @@ def test_labeled_images_come_from_the_training_split_only():
                    valid=tagged_split(1000, 100), test=tagged_split(2000, 200))
     split = semi.choose_labels(data.train.labels, 200, seed=0)
     arrays = semi.labeled_arrays(data, split)
-    train_ids = set(arrays["train"][0][:, 0, 0].tolist())
-    valid_ids = set(arrays["valid"][0][:, 0, 0].tolist())
+    train_ids = set(arrays["train"][0][:, 0, 0, 0].tolist())
+    valid_ids = set(arrays["valid"][0][:, 0, 0, 0].tolist())
     assert train_ids | valid_ids <= set(range(500))  # never validation (1000+) or test (2000+)
     assert not train_ids & valid_ids
     assert (len(train_ids), len(valid_ids)) == (160, 40)
@@ -189,16 +195,17 @@ def test_tiny_run_beats_chance_and_writes_all_three_outputs(encoder_run, tmp_pat
     output = tmp_path / "semi"
     result = run_script("semi_supervised.py", "--encoder-run", encoder_run, "--labels", "100",
                         "--seeds", "1", "--limit", LIMIT, "--epochs", "4", "--head", "16",
-                        "--output", output)
+                        "--output", output, env=SCRIPT_ENV)
     assert result.returncode == 0, result.stderr
-    assert {path.name for path in output.iterdir()} == set(semi.RESULT_FILES)
+    assert {path.name for path in output.iterdir()} == set(semi.OUTPUT_FILES)
     assert not (tmp_path / "semi.incomplete").exists()
     report = json.loads((output / "results.json").read_text())
     rows = report["results"]
     assert {(row["budget"], row["seed"]) for row in rows} == {(100, 0)}
     assert sorted(row["method"] for row in rows) == sorted(semi.METHODS)
+    assert (report["num_classes"], report["chance"]) == (10, 0.1)
     for row in rows:
-        assert row["test_accuracy"] > 0.2, row  # chance is 0.1
+        assert row["test_accuracy"] > 2 * report["chance"], row
         assert (row["train_labels"], row["valid_labels"]) == (80, 20)
     markdown = (output / "results.md").read_text()
     assert "| 100 |" in markdown and "±" in markdown
@@ -243,7 +250,7 @@ def test_encoder_of_another_input_shape_fails_before_training(script, encoder_ru
     code, stderr = run_in_process(script, capsys, "--encoder-run", run_dir, "--labels", "100",
                                   "--limit", LIMIT, "--output", output)
     assert_failed_before_training(code, stderr, output, "inputs of shape (784,)",
-                                  "images have shape (28, 28)")
+                                  "images have shape (28, 28, 1)")
 
 
 def test_run_without_a_finished_encoder_fails_before_training(script, encoder_run, tmp_path,
@@ -271,9 +278,109 @@ def test_existing_output_is_never_overwritten(script, encoder_run, tmp_path, cap
     assert list(output.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    ("make_output", "expected"),
+    [(lambda output: output.write_text("notes"), "already exists (a file)"),
+     (lambda output: output.with_name("out.incomplete").mkdir(),
+      "holds no settings.json, so it is no interrupted run of this command"),
+     (lambda output: output.parent.joinpath("file").write_text(""), "is a file, not a "
+      "directory")],
+    ids=["output-is-a-file", "foreign-incomplete-directory", "parent-is-a-file"],
+)
+def test_outputs_the_writer_refuses_fail_before_training(script, encoder_run, tmp_path,
+                                                         capsys, make_output, expected):
+    output = tmp_path / "out"
+    make_output(output)
+    if expected.startswith("is a file"):
+        output = tmp_path / "file" / "out"
+    before = sorted(path.name for path in tmp_path.rglob("*"))
+    code, stderr = run_in_process(script, capsys, "--encoder-run", encoder_run,
+                                  "--labels", "100", "--limit", LIMIT, "--output", output)
+    assert code == 1 and stderr.startswith("error: ") and expected in stderr, stderr
+    assert sorted(path.name for path in tmp_path.rglob("*")) == before
+
+
+def test_an_interrupted_experiment_resumes_with_the_next_cell(script, encoder_run, tmp_path,
+                                                              capsys, monkeypatch):
+    output = tmp_path / "semi"
+    argv = ["--encoder-run", encoder_run, "--labels", "20", "--seeds", "2", "--limit", LIMIT,
+            "--epochs", "1", "--head", "16", "--output", output]
+    run_cell, cells_run = semi.run_cell, []
+
+    def signalled_run_cell(source, arrays, settings, seed, num_classes):
+        cells_run.append(seed)
+        if len(cells_run) == 1:  # Ctrl-C while the first cell trains
+            # Only inside the writer's stop_on_signal: otherwise pytest itself would stop.
+            assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+            os.kill(os.getpid(), signal.SIGINT)
+        return run_cell(source, arrays, settings, seed, num_classes)
+
+    monkeypatch.setattr(semi, "run_cell", signalled_run_cell)
+    code, stderr = run_in_process(script, capsys, *argv)
+    assert code == 128 + signal.SIGINT
+    assert "stopped the experiment after 1 of 2 cells" in stderr
+    assert "Run the same command again to resume" in stderr
+    assert cells_run == [0]  # the cell under way finished; the next one never started
+    assert not output.exists()
+    work_dir = output.with_name("semi.incomplete")
+    saved = json.loads((work_dir / semi.CELLS_FILE).read_text())
+    assert [(cell["budget"], cell["seed"]) for cell in saved] == [(20, 0)]
+    assert sorted(row["method"] for row in saved[0]["rows"]) == sorted(semi.METHODS)
+
+    # Other settings do not mix into the interrupted experiment.
+    code, stderr = run_in_process(script, capsys, *argv[:-2], "--patience", "3",
+                                  "--output", output)
+    assert code == 1 and "interrupted run with different settings" in stderr, stderr
+    assert cells_run == [0]
+
+    code, stderr = run_in_process(script, capsys, *argv)
+    assert code == 0, stderr
+    assert "1 of 2 cells already finished" in stderr
+    assert cells_run == [0, 1]  # only the second cell ran
+    assert {path.name for path in output.iterdir()} == set(semi.OUTPUT_FILES)
+    report = json.loads((output / "results.json").read_text())
+    assert [row for row in report["results"] if row["seed"] == 0] == saved[0]["rows"]
+    assert {row["seed"] for row in report["results"]} == {0, 1}
+    assert [row["runs"] for row in report["summary"]] == [2] * len(semi.METHODS)
+
+
+def test_a_data_set_without_labels_is_a_clear_error():
+    unlabeled = Split(np.zeros((20, 28, 28, 1), np.float32), None)
+    data = Dataset("pictures", "a folder", train=unlabeled, valid=unlabeled, test=unlabeled)
+    with pytest.raises(ValueError, match="has no labels"):
+        semi.check_labels(data, Path("runs/pictures"))
+
+
+def test_a_cell_works_for_any_image_shape_and_number_of_classes():
+    """Colour images of 12x12 in three classes (each its own brightness, so learnable)."""
+    rng = np.random.default_rng(0)
+    num_classes = 3
+
+    def split(count):
+        labels = np.arange(count) % num_classes
+        images = rng.random((count, 12, 12, 3)) * 0.4 + 0.3 * labels[:, None, None, None]
+        return images.astype(np.float32), labels
+
+    config = make_config("stacked", "tiny").for_images((12, 12, 3))
+    keras.utils.set_random_seed(0)
+    source = semi.EncoderSource(trained=families.build(config).encoder, config=config)
+    (train_images, train_labels), test = split(150), split(60)
+    labeled = semi.choose_labels(train_labels, 30, seed=0, num_classes=num_classes)
+    arrays = {"train": (train_images[labeled.train], train_labels[labeled.train]),
+              "valid": (train_images[labeled.valid], train_labels[labeled.valid]),
+              "test": test}
+    settings = semi.ExperimentSettings(budgets=(30,), seeds=(0,), head_units=(8,),
+                                       frozen_epochs=2, fine_tune_epochs=1)
+    results = semi.run_cell(source, arrays, settings, seed=0, num_classes=num_classes)
+    assert list(results) == list(semi.METHODS)
+    for method, values in results.items():
+        assert 0 <= values["test_accuracy"] <= 1, method
+    assert results["logistic_regression"]["test_accuracy"] > 1 / num_classes
+
+
 def test_bad_arguments_are_rejected_by_the_parser(tmp_path):
     result = run_script("semi_supervised.py", "--encoder-run", tmp_path, "--labels", "100,x",
-                        "--output", tmp_path / "out")
+                        "--output", tmp_path / "out", env=SCRIPT_ENV)
     assert result.returncode == 2 and "comma-separated positive integers" in result.stderr
     assert not (tmp_path / "out").exists()
 
