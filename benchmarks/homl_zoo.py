@@ -25,8 +25,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from any checkout
 
 from benchmarks.machine import describe_machine  # noqa: E402
-from hml_vae import cli  # noqa: E402
-from hml_vae.config import MODELS, make_config  # noqa: E402
+from hml_vae import cli, families  # noqa: E402
+from hml_vae.config import make_config  # noqa: E402
 
 FAMILIES = ("stacked", "tied", "conv", "recurrent", "denoising", "sparse", "greedy")
 # Family-specific metrics worth a column: (metrics key, column title).
@@ -73,25 +73,24 @@ def run_family(family: str, args: argparse.Namespace, runs_dir: Path) -> dict:
     """Trains one family's default recipe and returns its row of the table."""
     import keras
 
-    from hml_vae.models import build_models
-    from hml_vae.pretraining import pretrain_and_evaluate
+    from hml_vae import families
     from hml_vae.training import train_and_evaluate
 
     config = make_config(family, "default", limit=args.limit, epochs=args.epochs,
                          data_dir=args.data_dir, make_plots=False)
     keras.backend.clear_session()
-    parameters = build_models(config).autoencoder.count_params()
+    parameters = families.build(config.for_images((28, 28, 1))).whole.count_params()
     keras.backend.clear_session()
     started = time.perf_counter()
-    train = pretrain_and_evaluate if family == "greedy" else train_and_evaluate
-    metrics = train(config, runs_dir / family)
-    levels = len(config.hidden) + 1 if family == "greedy" else 0
+    metrics = train_and_evaluate(config, runs_dir / family)
+    per_level = metrics.get("pretrain_epochs_per_level", 0)  # greedy: levels train first
+    levels = len(config.hidden) + 1 if per_level else 0
     return {
         "family": family,
         "recipe": recipe(config),
         "parameters": parameters,
         # Greedy: every level trains ``epochs``, then the stack fine-tunes.
-        "epochs": config.epochs * levels + metrics["epochs_trained"] if levels
+        "epochs": per_level * levels + metrics["epochs_trained"] if levels
         else metrics["epochs_trained"],
         "valid_mse_per_pixel": metrics["valid_mse_per_pixel"],
         "test_mse_per_pixel": metrics["test_mse_per_pixel"],
@@ -146,7 +145,7 @@ def results_stem(args: argparse.Namespace) -> str:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    missing = [family for family in args.families if family not in MODELS]
+    missing = [family for family in args.families if family not in families.names()]
     if missing:
         raise ValueError(f"families {missing} are not models of this hml_vae version.")
     header = {

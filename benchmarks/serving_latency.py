@@ -29,8 +29,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from any checkout
 
-from hml_vae import cli  # noqa: E402
-from hml_vae.config import MODELS, make_config  # noqa: E402
+from hml_vae import cli, families  # noqa: E402
+from hml_vae.config import make_config  # noqa: E402
+
+MODELS = families.names()
 
 BATCH_SIZES = (1, 256)
 
@@ -104,13 +106,12 @@ def measure(savedmodel: Path, images, warmup: int, repeats: int) -> list[dict]:
 def export_trained(model: str, limit: int, directory: Path) -> Path:
     """Trains ``model`` (default preset, one epoch on ``limit`` images) and exports it."""
     from hml_vae.export import export_run
-    from hml_vae.pretraining import pretrain_and_evaluate
     from hml_vae.training import train_and_evaluate
 
+    settings = {"iwae_samples": 8} if "iwae_samples" in families.get(model).options else {}
     config = make_config(model, "default", limit=limit, epochs=1, make_plots=False,
-                         iwae_samples=8)
-    train = pretrain_and_evaluate if model == "greedy" else train_and_evaluate
-    train(config, directory / "runs" / model)
+                         **settings)
+    train_and_evaluate(config, directory / "runs" / model)
     return export_run(directory / "runs" / model, model, directory / "saved_models").path
 
 

@@ -1,6 +1,6 @@
 """Training speed of each model family with and without XLA (``jit_compile``): the
-measurements behind :data:`hml_vae.config.XLA_FAMILIES`, the families that compile their
-training step with XLA by default.
+measurements behind each family's ``xla`` default (``hml_vae.families``): whether it
+compiles its training step with XLA by default.
 
     .venv/bin/python benchmarks/xla_by_family.py                      # about 15 minutes
     .venv/bin/python benchmarks/xla_by_family.py --families vae,denoising --limit 2000
@@ -44,7 +44,7 @@ def measure(families, data, rounds: int) -> dict:
     trainers = {}
     for family in families:
         for jit_compile in (True, False):
-            config = make_config(family, jit_compile=jit_compile)
+            config = make_config(family, jit_compile=jit_compile).for_images(data.image_shape)
             models = training.build_and_compile(config)
             train, _ = training.make_training_data(config, data)
             results = {"first_epoch": timed_fit(models.whole, train), "epochs": []}
@@ -69,8 +69,10 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
 
-    from hml_vae.config import XLA_FAMILIES
+    from hml_vae import families
     from hml_vae.data import load_dataset
+
+    xla_families = [name for name in families.names() if families.get(name).xla]
 
     data = load_dataset("fashion_mnist", limit=args.limit, binarize="dynamic")
     measured = measure(args.families, data, args.rounds)
@@ -81,7 +83,7 @@ def main(argv=None) -> int:
         rows.append({"family": family, "xla_seconds": xla, "no_xla_seconds": plain,
                      "speedup": plain / xla, "xla_first_epoch": modes["xla"]["first_epoch"],
                      "no_xla_first_epoch": modes["no_xla"]["first_epoch"],
-                     "xla_by_default": family in XLA_FAMILIES})
+                     "xla_by_default": family in xla_families})
     report = {"machine": describe_machine(),
               "protocol": {"train_images": len(data.train.images), "rounds": args.rounds,
                            "presets": "default"},

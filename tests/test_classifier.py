@@ -6,8 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from hml_vae.config import MODELS, make_config
-from hml_vae.models import build_models
+from hml_vae import families
 from hml_vae.classifier import (
     build_classifier,
     classifier_encoder,
@@ -17,8 +16,14 @@ from hml_vae.classifier import (
     pretrained_encoder,
     set_encoder_trainable,
 )
+from hml_vae.config import make_config
 
-IMAGES = np.random.default_rng(0).random((6, 28, 28), dtype=np.float32)
+IMAGE_SHAPE = (28, 28, 1)
+IMAGES = np.random.default_rng(0).random((6, *IMAGE_SHAPE), dtype=np.float32)
+
+
+def build_models(config):
+    return families.build(config.for_images(IMAGE_SHAPE))
 
 
 def reference_codings(models, images):
@@ -27,16 +32,18 @@ def reference_codings(models, images):
     return np.asarray(outputs[0] if isinstance(outputs, (list, tuple)) else outputs)
 
 
-@pytest.mark.parametrize("model", MODELS)
-def test_pretrained_encoder_reproduces_the_run_encoder_of_every_family(model):
+@pytest.mark.parametrize("image_shape", [IMAGE_SHAPE, (20, 24, 3)])
+@pytest.mark.parametrize("model", families.names())
+def test_pretrained_encoder_reproduces_the_run_encoder_of_every_family(model, image_shape):
     keras.utils.set_random_seed(0)
-    models = build_models(make_config(model, "tiny"))
+    models = families.build(make_config(model, "tiny", image_shape=image_shape))
+    images = np.random.default_rng(0).random((6, *image_shape), dtype=np.float32)
     encoder = pretrained_encoder(models.encoder)
-    expected = reference_codings(models, IMAGES)
+    expected = reference_codings(models, images)
     assert encoder.name == "encoder"
-    np.testing.assert_allclose(np.asarray(encoder(IMAGES)), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(encoder(images)), expected, rtol=1e-5, atol=1e-6)
     # Deterministic even in training mode: no sampling, no input noise, no extra losses.
-    np.testing.assert_allclose(np.asarray(encoder(IMAGES, training=True)), expected,
+    np.testing.assert_allclose(np.asarray(encoder(images, training=True)), expected,
                                rtol=1e-5, atol=1e-6)
     assert not encoder.losses
 
@@ -72,7 +79,7 @@ def test_vae_encoder_is_cut_at_the_posterior_mean():
 
 
 def test_several_outputs_without_z_mean_is_a_clear_error():
-    images = keras.Input(shape=(28, 28))
+    images = keras.Input(shape=IMAGE_SHAPE)
     flat = keras.layers.Flatten()(images)
     encoder = keras.Model(images, [keras.layers.Dense(2)(flat), keras.layers.Dense(3)(flat)])
     with pytest.raises(ValueError, match="no 'z_mean' layer"):
@@ -118,12 +125,9 @@ def test_bad_classifier_arguments_are_clear_errors(kwargs, message):
 
 @pytest.mark.parametrize("model", ["vae", "tied", "denoising"])
 def test_encoders_reloaded_from_keras_files_work(model, tmp_path):
-    from hml_vae.models import load_saved_models
-    from hml_vae.training import save_models
-
-    config = make_config(model, "tiny")
-    models = build_models(config)
-    save_models(models, tmp_path)
-    reloaded = load_saved_models(config, tmp_path)
+    config = make_config(model, "tiny", image_shape=IMAGE_SHAPE)
+    models = families.build(config)
+    models.save(tmp_path)
+    reloaded = families.load_bundle(config, tmp_path)
     np.testing.assert_allclose(np.asarray(pretrained_encoder(reloaded.encoder)(IMAGES)),
                                reference_codings(models, IMAGES), rtol=1e-5, atol=1e-6)

@@ -14,7 +14,9 @@ from hml_vae.evaluation import (
     log_weights_function,
     sample_log_weights,
 )
-from hml_vae.models.vae import build_dense_vae
+from hml_vae.families.vae import build_dense_vae
+
+FASHION = (28, 28, 1)
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +77,8 @@ def test_sample_log_weights_chunking_does_not_change_the_numbers(linear_gaussian
 
 @pytest.fixture(scope="module")
 def tiny_vae():
-    models = build_dense_vae((8,), latent_dim=2, seed=0)
-    images = (np.random.default_rng(0).random((7, 28, 28)) < 0.3).astype(np.float32)
+    models = build_dense_vae(FASHION, (8,), latent_dim=2, seed=0)
+    images = (np.random.default_rng(0).random((7, *FASHION)) < 0.3).astype(np.float32)
     return models, images
 
 
@@ -107,6 +109,22 @@ def test_likelihood_terms_of_a_vae_match_a_numpy_reference(tiny_vae):
     expected = reference_terms(models, images, draw_epsilon(50, len(images), 2, seed=3))
     for key, values in expected.items():
         np.testing.assert_allclose(terms[key], values, rtol=1e-5, err_msg=key)
+
+
+def test_likelihood_terms_of_a_gaussian_vae_on_colour_images_match_numpy():
+    # A Gaussian decoder on (20, 24, 3) images: log p(x|z) sums over all H·W·C values.
+    shape = (20, 24, 3)
+    models = build_dense_vae(shape, (8,), latent_dim=2, likelihood="gaussian",
+                             gaussian_sigma=0.5, seed=0)
+    images = np.random.default_rng(4).random((5, *shape)).astype(np.float32)
+    terms = likelihood_terms(models, images, iwae_samples=6, seed=2)
+    epsilon = np.asarray(draw_epsilon(6, len(images), 2, seed=2), np.float64)
+    z_mean, z_log_var = (np.asarray(value, np.float64) for value in models.posterior(images))
+    z = (z_mean + np.exp(0.5 * z_log_var) * epsilon).reshape(-1, 2)
+    means = np.asarray(models.decoder(z.astype(np.float32)), np.float64).reshape(6, 5, -1)
+    x = images.reshape(1, 5, -1).astype(np.float64)
+    log_px_z = -0.5 * np.sum((x - means) ** 2 / 0.25 + np.log(2 * np.pi * 0.25), axis=-1)
+    np.testing.assert_allclose(terms["reconstruction_nll"], -log_px_z.mean(axis=0), rtol=1e-5)
 
 
 def test_likelihood_terms_same_seed_same_numbers_other_seed_other_numbers(tiny_vae):
@@ -151,8 +169,8 @@ def test_log_mean_exp_is_stable_for_large_values():
 
 @pytest.mark.parametrize("fill", [0.0, 1.0])
 def test_iwae_is_finite_for_all_black_and_all_white_images(fill):
-    models = build_dense_vae((8,), latent_dim=2, seed=0)
-    images = np.full((4, 28, 28), fill, np.float32)
+    models = build_dense_vae(FASHION, (8,), latent_dim=2, seed=0)
+    images = np.full((4, *FASHION), fill, np.float32)
     terms = likelihood_terms(models, images, iwae_samples=16, seed=0)
     for key, values in terms.items():
         assert np.all(np.isfinite(values)), key
@@ -188,7 +206,7 @@ def test_bernoulli_numbers_are_computed_on_binarized_images():
 
     from hml_vae.evaluation import evaluation_images
 
-    gray = np.full((2, 28, 28), 0.5, np.float32)
+    gray = np.full((2, *FASHION), 0.5, np.float32)
     config = SimpleNamespace(likelihood="bernoulli", binarize="dynamic", seed=3)
     images, label = evaluation_images(config, gray)
     assert set(np.unique(images)) <= {0.0, 1.0} and label.startswith("static")
@@ -204,16 +222,17 @@ def test_evaluate_vae_gaussian_reports_density_numbers_with_their_labels():
     from hml_vae.evaluation import evaluate_vae
 
     config = make_config("vae", "tiny", likelihood="gaussian", binarize="none",
-                         learned_sigma="global", gaussian_sigma=0.3)
-    models = build_dense_vae((8,), latent_dim=2, likelihood="gaussian", learned_sigma="global",
-                             gaussian_sigma=0.3, seed=0)
-    images = np.random.default_rng(0).random((20, 28, 28)).astype(np.float32)
-    data = SimpleNamespace(test=SimpleNamespace(images=images))
+                         learned_sigma="global", gaussian_sigma=0.3, image_shape=FASHION)
+    models = build_dense_vae(FASHION, (8,), latent_dim=2, likelihood="gaussian",
+                             learned_sigma="global", gaussian_sigma=0.3, seed=0)
+    images = np.random.default_rng(0).random((20, *FASHION)).astype(np.float32)
+    data = SimpleNamespace(test=SimpleNamespace(images=images, in_memory=True))
     metrics = evaluate_vae(config, models, data, iwae_samples=4, amortization_images=5,
                            amortization_steps=3)
     assert metrics["iwae_samples"] == 4 and metrics["amortization_steps"] == 3
     assert "Gaussian density" in metrics["test_binarization"]
-    assert "784/2 log(2πσ²)" in metrics["gaussian_nll_note"]
+    assert "D/2 log(2πσ²)" in metrics["gaussian_nll_note"]
+    assert "D = 784" in metrics["gaussian_nll_note"]
     assert "test_bce_loss_gray_pixels" not in metrics
     for key in ("test_neg_elbo", "test_nll_iwae", "test_kl", "amortization_gap"):
         assert np.isfinite(metrics[key]), key

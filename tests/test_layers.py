@@ -240,21 +240,40 @@ def test_sampling_rejects_negative_beta_or_free_bits(beta, free_bits):
 
 def test_reconstruction_loss_config_round_trip():
     layer = ReconstructionLoss(likelihood="gaussian", gaussian_sigma=0.2, learned_sigma="pixel",
-                               image_shape=(28, 28), name="reconstruction_loss")
+                               image_shape=(28, 28, 1), name="reconstruction_loss")
     config = layer.get_config()
     assert ReconstructionLoss.from_config(config).get_config() == config
-    assert tuple(layer.log_sigma.shape) == (28, 28)
+    assert tuple(layer.log_sigma.shape) == (28, 28, 1)
     np.testing.assert_allclose(layer.log_sigma.numpy(), np.log(0.2), rtol=1e-6)
 
 
 def test_reconstruction_loss_adds_bernoulli_nll_and_passes_outputs_through():
     rng = np.random.default_rng(0)
-    images = (rng.random((3, 28, 28)) > 0.5).astype(np.float32)
-    logits = rng.normal(size=(3, 28, 28)).astype(np.float32)
+    images = (rng.random((3, 28, 28, 1)) > 0.5).astype(np.float32)
+    logits = rng.normal(size=(3, 28, 28, 1)).astype(np.float32)
     layer = ReconstructionLoss()
     np.testing.assert_array_equal(layer([images, logits]), logits)
     expected = float(np.mean(losses.bernoulli_nll(images, logits)))
     np.testing.assert_allclose(float(layer.losses[0]), expected, rtol=1e-5)
+
+
+def test_reconstruction_loss_per_pixel_sigma_of_colour_images_matches_numpy():
+    # One learned σ per pixel value of a (20, 24, 3) image: the NLL sums over H·W·C.
+    rng = np.random.default_rng(1)
+    shape = (20, 24, 3)
+    images = rng.random((2, *shape)).astype(np.float32)
+    means = rng.random((2, *shape)).astype(np.float32)
+    layer = ReconstructionLoss(likelihood="gaussian", gaussian_sigma=0.5, learned_sigma="pixel",
+                               image_shape=shape)
+    log_sigma = rng.normal(scale=0.2, size=shape).astype(np.float32)
+    layer.log_sigma.assign(log_sigma)
+    variance = np.exp(2.0 * log_sigma.astype(np.float64))
+    expected = 0.5 * np.sum((images - means) ** 2 / variance + np.log(2 * np.pi * variance),
+                            axis=(1, 2, 3))
+    np.testing.assert_allclose(
+        np.asarray(layer.negative_log_likelihood(images, means)), expected, rtol=1e-5)
+    np.testing.assert_array_equal(layer([images, means]), means)
+    np.testing.assert_allclose(float(layer.losses[0]), expected.mean(), rtol=1e-5)
 
 
 @pytest.mark.parametrize("kwargs", [dict(likelihood="poisson"), dict(gaussian_sigma=0.0),

@@ -1,50 +1,45 @@
-"""Tests of hml_vae.models.vae: shapes, training records, β warm-up, .keras round trip,
-bad input, config validation, and one end-to-end run of scripts/train.py and evaluate.py."""
+"""Tests of the VAE families (hml_vae.families.vae, conv_vae) on Fashion-MNIST's
+(N, 28, 28, 1): shapes, training records, β warm-up, .keras round trip, bad input, config
+validation and likelihood defaults, and one run end to end (train, then evaluate again)."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
+from autoencoder_checks import synthetic_images
 
+from hml_vae import families
 from hml_vae.config import make_config
-from hml_vae.models import build_models
-from hml_vae.models.vae import (
-    BetaWarmup,
-    VAEModels,
-    build_conv_vae,
-    build_dense_vae,
-    check_images,
-)
+from hml_vae.families.bundle import VAEModels, check_images
+from hml_vae.families.conv_vae import build_conv_vae
+from hml_vae.families.vae import BetaWarmup, build_dense_vae
 
-REPO = Path(__file__).resolve().parents[1]
+FASHION = (28, 28, 1)
 DATA_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 
-def _binary_images(count=64, seed=0):
-    return (np.random.default_rng(seed).random((count, 28, 28)) > 0.5).astype(np.float32)
+def _binary_images(count=64, seed=0, image_shape=FASHION):
+    return (np.random.default_rng(seed).random((count, *image_shape)) > 0.5).astype(np.float32)
 
 
 @pytest.mark.parametrize("builder, sizes", [(build_dense_vae, (16,)), (build_conv_vae, (4, 8))])
 def test_vae_models_are_named_and_have_the_right_shapes(builder, sizes):
-    models = builder(sizes, latent_dim=3, seed=0)
+    models = builder(FASHION, sizes, latent_dim=3, seed=0)
     assert (models.encoder.name, models.decoder.name, models.vae.name) == (
         "encoder", "decoder", "vae")
     images = _binary_images(5)
     z_mean, z_log_var, z = models.encoder(images)
     assert z_mean.shape == z_log_var.shape == z.shape == (5, 3)
-    assert models.decoder(z).shape == (5, 28, 28)
-    assert models.vae(images).shape == (5, 28, 28)
-    assert models.generate(4, seed=1).shape == (4, 28, 28)
+    assert models.decoder(z).shape == (5, 28, 28, 1)
+    assert models.vae(images).shape == (5, 28, 28, 1)
+    assert models.generate(4, seed=1).shape == (4, 28, 28, 1)
     np.testing.assert_array_equal(models.generate(2, seed=1), models.generate(2, seed=1))
 
 
 def test_vae_fit_records_reconstruction_and_kl_separately():
-    models = build_dense_vae((16,), latent_dim=3, seed=0)
+    models = build_dense_vae(FASHION, (16,), latent_dim=3, seed=0)
     models.vae.compile(optimizer="adam")
     images = _binary_images()
     history = models.vae.fit(images, images, epochs=1, batch_size=32, verbose=0,
@@ -58,7 +53,7 @@ def test_vae_fit_records_reconstruction_and_kl_separately():
 
 
 def test_vae_beta_warmup_raises_beta_linearly():
-    models = build_dense_vae((8,), latent_dim=2, seed=0)
+    models = build_dense_vae(FASHION, (8,), latent_dim=2, seed=0)
     models.vae.compile(optimizer="adam")
     images = _binary_images(32)
     warmup = BetaWarmup(beta=2.0, warmup_epochs=2)
@@ -68,9 +63,16 @@ def test_vae_beta_warmup_raises_beta_linearly():
     assert float(models.sampling.beta.numpy()) == 2.0
 
 
+def test_the_family_gives_fit_its_warmup():
+    config = make_config("vae", "tiny", beta=2.0, warmup_epochs=4)
+    (callback,) = config.family.callbacks(config)
+    assert isinstance(callback, BetaWarmup)
+    assert [callback.beta_at(epoch) for epoch in (0, 2, 4, 9)] == [0.0, 1.0, 2.0, 2.0]
+
+
 def test_vae_keras_round_trip_gives_identical_deterministic_outputs(tmp_path):
-    models = build_dense_vae((16,), latent_dim=3, likelihood="gaussian", learned_sigma="global",
-                             gaussian_sigma=0.5, seed=0)
+    models = build_dense_vae(FASHION, (16,), latent_dim=3, likelihood="gaussian",
+                             learned_sigma="global", gaussian_sigma=0.5, seed=0)
     models.vae.compile(optimizer="adam")
     images = _binary_images(32)
     models.vae.fit(images, images, epochs=1, verbose=0)
@@ -83,8 +85,19 @@ def test_vae_keras_round_trip_gives_identical_deterministic_outputs(tmp_path):
     assert restored.sampling.get_config() == models.sampling.get_config()
 
 
+def test_vae_bundle_save_and_load_of_a_run_directory(tmp_path):
+    config = make_config("conv_vae", "tiny", image_shape=FASHION)
+    models = families.build(config)
+    models.save(tmp_path)
+    restored = families.load_bundle(config, tmp_path)
+    assert isinstance(restored, VAEModels)
+    images = _binary_images(6)
+    np.testing.assert_array_equal(restored.reconstruct(images), models.reconstruct(images))
+    np.testing.assert_array_equal(restored.generate(3, seed=2), models.generate(3, seed=2))
+
+
 def test_vae_reconstruct_is_deterministic():
-    models = build_dense_vae((8,), latent_dim=2, seed=0)
+    models = build_dense_vae(FASHION, (8,), latent_dim=2, seed=0)
     images = _binary_images(8)
     np.testing.assert_array_equal(models.reconstruct(images), models.reconstruct(images))
     assert models.reconstruct(images).min() >= 0 and models.reconstruct(images).max() <= 1
@@ -97,6 +110,9 @@ def test_vae_rejects_nan_and_out_of_range_images():
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         check_images(images * 255, "bernoulli")
     check_images(images * 255, "gaussian")  # real-valued data is fine for a Gaussian
+    models = build_dense_vae(FASHION, (8,), latent_dim=2, seed=0)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        models.encode(images * 255)
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -107,18 +123,45 @@ def test_vae_rejects_nan_and_out_of_range_images():
     (dict(gaussian_sigma=-0.5), "gaussian sigma"),
     (dict(likelihood="poisson"), "likelihood"),
 ])
-def test_vae_config_rejects_bad_values(overrides, message):
+@pytest.mark.parametrize("model", ["vae", "conv_vae"])
+def test_vae_config_rejects_bad_values(model, overrides, message):
     with pytest.raises(ValueError, match=message):
-        make_config("vae", "tiny", **overrides)
+        make_config(model, "tiny", **overrides)
 
 
-def test_vae_build_models_follows_the_config():
-    config = make_config("vae", "tiny", likelihood="gaussian", beta=0.5, free_bits=0.1)
-    models = build_models(config)
+def test_vae_build_follows_the_config():
+    config = make_config("vae", "tiny", likelihood="gaussian", beta=0.5, free_bits=0.1,
+                         image_shape=FASHION)
+    models = families.build(config)
     assert models.latent_dim == config.latent_dim
     assert models.likelihood == "gaussian"
     assert models.sampling.get_config()["beta"] == 0.5
     assert models.sampling.get_config()["free_bits"] == 0.1
+
+
+@pytest.mark.parametrize("model", ["vae", "conv_vae"])
+def test_vae_likelihood_defaults_follow_the_channels(model):
+    gray = make_config(model, "tiny", image_shape=FASHION)
+    assert (gray.likelihood, gray.binarize) == ("bernoulli", "dynamic")
+    colour = make_config(model, "tiny", image_shape=(20, 24, 3))
+    assert (colour.likelihood, colour.binarize) == ("gaussian", "none")
+    # What is given is kept; unbound, nothing is decided yet.
+    given = make_config(model, "tiny", likelihood="gaussian", image_shape=FASHION)
+    assert (given.likelihood, given.binarize) == ("gaussian", "none")
+    unbound = make_config(model, "tiny")
+    assert (unbound.likelihood, unbound.binarize) == (None, None)
+    assert unbound.for_images((20, 24, 3)).likelihood == "gaussian"
+
+
+def test_colour_vae_trains_with_the_gaussian_decoder():
+    config = make_config("conv_vae", "tiny", image_shape=(20, 24, 3))
+    models = families.build(config)
+    assert models.likelihood == "gaussian"
+    models.vae.compile(optimizer="adam")
+    images = synthetic_images(16, (20, 24, 3))
+    history = models.vae.fit(images, images, epochs=1, batch_size=16, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert models.reconstruct(images).shape == images.shape
 
 
 def test_vae_default_preset_is_homl_recipe():
@@ -127,27 +170,21 @@ def test_vae_default_preset_is_homl_recipe():
             config.optimizer) == ((150, 100), 10, 25, 128, "nadam")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not DATA_DIR.is_dir(), reason="Fashion-MNIST is not installed")
-def test_vae_train_and_evaluate_scripts_end_to_end(tmp_path):
+def test_vae_train_and_evaluate_end_to_end(tmp_path):
+    """What scripts/train.py and scripts/evaluate.py call: a run, then its evaluation with
+    another number of importance samples."""
+    from hml_vae.training import evaluate_run, train_and_evaluate
+
     run_dir = tmp_path / "run"
-    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    train = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "train.py"), "--model", "vae", "--preset",
-         "tiny", "--limit", "1000", "--epochs", "1", "--output", str(run_dir)],
-        capture_output=True, text=True, env=environment, timeout=300,
-    )
-    assert train.returncode == 0, train.stderr
+    train_and_evaluate(make_config("vae", "tiny", limit=1000, epochs=1), run_dir)
     for name in ("config.json", "model.keras", "encoder.keras", "decoder.keras",
                  "history.json", "metrics.json"):
         assert (run_dir / name).is_file(), name
     history = json.loads((run_dir / "history.json").read_text())
     assert {"kl", "reconstruction_nll", "beta"} <= set(history)
-    evaluate = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "evaluate.py"), str(run_dir),
-         "--iwae-samples", "16"],
-        capture_output=True, text=True, env=environment, timeout=300,
-    )
-    assert evaluate.returncode == 0, evaluate.stderr
+    evaluate_run(run_dir, iwae_samples=16)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["iwae_samples"] == 16
     assert metrics["epochs_trained"] == 1  # kept from training

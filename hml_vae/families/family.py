@@ -56,8 +56,8 @@ class Family:
         describe: ``config -> str``: the architecture in one line (what shape adaptation
             it made), printed when training starts.
         callbacks: ``config -> [keras callbacks]`` for ``fit`` (β warm-up, ...).
-        metrics: ``(config, bundle, test images, test labels) -> {name: number}``: the
-            family's own numbers beside the common ones.
+        metrics: ``(config, bundle, test images) -> {name: number}``: the family's own
+            numbers beside the common ones (hml_vae.evaluation.evaluate calls it).
         figures: names of the figures it draws (see hml_vae.plots.FIGURES).
         corrupt: ``(config, images) -> noisy images``: a denoising family's training
             corruption, drawn once with the config's seed.

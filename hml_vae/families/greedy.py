@@ -96,9 +96,11 @@ def train(config, trainer):
     codings = (*config.hidden, config.latent_dim)
     levels = pretrain_levels(trainer, train_images, valid_images, codings)
     models = stack_levels(config.image_shape, levels)
+    test_images, _ = data.test.head(len(data.test))
     extra = {
         # Before fine-tuning: what the pretrained stack alone reconstructs.
         "stacked_valid_mse_per_pixel": mse(models, valid_images),
+        "stacked_test_mse_per_pixel": mse(models, test_images),
         "pretrain_epochs_per_level": config.epochs,
     }
     curves = {}
