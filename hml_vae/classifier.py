@@ -11,7 +11,7 @@ Example:
     >>> encoder = pretrained_encoder(models.encoder)          # the run's weights
     >>> classifier = build_classifier(encoder, num_classes=10)
     >>> set_encoder_trainable(classifier, False)              # phase 1: head only
-    >>> scratch = build_classifier(fresh_encoder(build_models(config).encoder))
+    >>> scratch = build_classifier(fresh_encoder(families.build(config).encoder))
 """
 
 from __future__ import annotations

@@ -187,7 +187,7 @@ class Sampling(keras.layers.Layer):
     The reparameterization trick: the randomness is in ε only, so gradients of the loss
     reach μ and log σ² (and the encoder). The KL term (lecture eq. 2) is averaged over the
     batch, in nats per image, multiplied by β and added with ``self.add_loss``. β lives in
-    a non-trainable variable (``layer.beta``) so :class:`hml_vae.models.vae.BetaWarmup`
+    a non-trainable variable (``layer.beta``) so :class:`hml_vae.families.vae.BetaWarmup`
     can anneal it during ``fit``. The unweighted KL is tracked as the metric ``kl``.
 
     Args:
@@ -303,7 +303,7 @@ class ReconstructionLoss(keras.layers.Layer):
 
     Args:
         likelihood: ``bernoulli`` (decoder outputs logits) or ``gaussian`` (decoder outputs
-            means; the NLL includes the ``784/2 log(2πσ²)`` constant).
+            means; the NLL includes the ``D/2 log(2πσ²)`` constant, D = H·W·C).
         gaussian_sigma: the fixed σ of a Gaussian decoder, or the initial value of a
             learned σ. σ = 1 is the lecture's eq. 3.
         learned_sigma: ``none``, ``global`` (one learned log σ) or ``pixel`` (one per
@@ -312,7 +312,7 @@ class ReconstructionLoss(keras.layers.Layer):
     """
 
     def __init__(self, likelihood="bernoulli", gaussian_sigma=1.0, learned_sigma="none",
-                 image_shape=(28, 28), **kwargs):
+                 image_shape=(28, 28, 1), **kwargs):
         super().__init__(**kwargs)
         check_likelihood(likelihood, gaussian_sigma, learned_sigma)
         self.likelihood = likelihood

@@ -2,8 +2,8 @@
 
 Every function works on NumPy arrays and on backend tensors (it only uses ``keras.ops``),
 returns one number per image (shape ``(batch,)``) and is in nats. Sums run over every
-non-batch axis (the 784 pixels, or the latent dimensions), so ``(B, 28, 28)`` and
-``(B, 784)`` give the same result.
+non-batch axis (the H·W·C pixel values, or the latent dimensions), so ``(B, 28, 28, 1)``
+and ``(B, 784)`` give the same result.
 
 Example:
     >>> kl_divergence(np.zeros((2, 10)), np.zeros((2, 10)))  # q = p = N(0, I)

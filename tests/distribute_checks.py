@@ -22,23 +22,25 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from hml_vae import distribute  # noqa: E402
+from hml_vae import distribute, families  # noqa: E402
 
-FAMILIES = ("stacked", "tied", "conv", "recurrent", "denoising", "sparse", "vae", "conv_vae")
+# Greedy trains stacked levels, one after the other: its step is the stacked one.
+FAMILIES = tuple(name for name in families.names() if families.get(name).train is None)
 BATCH = 64
 
 
 def one_step(model_name: str, strategy, images) -> dict:
     import keras
 
-    from hml_vae.config import VAE_MODELS, make_config
+    from hml_vae.config import make_config
     from hml_vae.data import make_pipeline
     from hml_vae.training import build_and_compile
 
-    config = make_config(model_name, "tiny", batch_size=BATCH, binarize="none", seed=3)
+    config = make_config(model_name, "tiny", batch_size=BATCH, binarize="none", seed=3,
+                         image_shape=images.shape[1:])
     keras.utils.set_random_seed(config.seed)
     models = build_and_compile(config, strategy)
-    if model_name in VAE_MODELS:
+    if models.variational:
         # z = μ: the KL term is still added, and one device and two replicas see the same
         # z (with sampling they would draw different ε for the same image).
         models.sampling.deterministic = True

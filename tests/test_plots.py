@@ -3,6 +3,8 @@ directories."""
 
 from __future__ import annotations
 
+import json
+
 import re
 import shutil
 
@@ -57,8 +59,8 @@ def test_a_figure_that_fails_is_named_in_the_report(finished_run, tmp_path, monk
     def broken(context):
         raise ValueError("no codings today")
 
-    monkeypatch.setattr(plots, "FIGURES", [plots.FigureSpec("latent_map.png", broken),
-                                           *plots.FIGURES[:1]])
+    monkeypatch.setattr(plots, "FIGURES", {**plots.FIGURES,
+                                           "latent_map": plots.FigureSpec(broken)})
     from hml_vae.data import load_dataset
     from hml_vae.runs import load_run
 
@@ -68,7 +70,8 @@ def test_a_figure_that_fails_is_named_in_the_report(finished_run, tmp_path, monk
     assert failures == {"latent_map.png": "ValueError: no codings today"}
     report = (run_dir / "report.md").read_text()
     assert "`latent_map.png`: ValueError: no codings today" in report
-    assert referenced_figures(report) == {"reconstructions.png"} == figures_in(run_dir)
+    drawn = {f"{name}.png" for name in run.config.family.figures} - {"latent_map.png"}
+    assert referenced_figures(report) == drawn == figures_in(run_dir)
 
 
 @pytest.mark.slow
@@ -91,7 +94,7 @@ def test_plot_script_errors_for_runs_that_are_not_finished(finished_run, tmp_pat
     (broken / "model.keras").unlink()
     cases = {
         tmp_path / "nowhere": "does not exist",
-        interrupted: "has not finished: its training was interrupted",
+        interrupted: "has not finished: its training stopped",
         broken: "is incomplete: missing model.keras",
         tmp_path: "no config.json",
     }
@@ -136,11 +139,11 @@ def test_a_vae_with_a_2d_latent_space_draws_the_latent_grid(tmp_path):
 
 @pytest.mark.slow
 def test_a_greedy_run_draws_its_level_curves(tmp_path):
-    from hml_vae.pretraining import pretrain_and_evaluate
-
     run_dir = tmp_path / "run"
-    pretrain_and_evaluate(make_config("greedy", "tiny", limit=400), run_dir)
+    training.train_and_evaluate(make_config("greedy", "tiny", limit=400), run_dir)
     assert figures_in(run_dir) == AUTOENCODER_FIGURES
+    history = json.loads((run_dir / "history.json").read_text())
+    assert {"level_1_loss", "val_level_2_loss", "fine_tune_loss"} <= set(history)
     assert "could not be made" not in (run_dir / "report.md").read_text()
 
 

@@ -10,6 +10,8 @@ side of a non-square image that rounds differently is cropped by one).
 
 from __future__ import annotations
 
+import math
+
 import keras
 
 from hml_vae.families import blocks
@@ -23,11 +25,16 @@ def map_sizes(image_shape, blocks_count: int) -> tuple[list[int], list[int]]:
     return blocks.halved_sizes(height, blocks_count), blocks.halved_sizes(width, blocks_count)
 
 
-def check_fits(model: str, image_shape, blocks_count: int, rounding_note: str = "") -> None:
-    """Raises ValueError when ``blocks_count`` halvings leave no pixel of the image."""
-    heights, widths = map_sizes(image_shape, blocks_count)
-    if min(heights[-1], widths[-1]) < 1:
-        most = min(image_shape[:2]).bit_length() - 1
+def check_fits(model: str, image_shape, blocks_count: int, rounding=math.floor) -> None:
+    """Raises ValueError unless every one of ``blocks_count`` halvings (rounding down or
+    up) starts from a map of at least 2×2."""
+    def fits(count: int) -> bool:
+        sides = [*blocks.halved_sizes(image_shape[0], count, rounding)[:-1],
+                 *blocks.halved_sizes(image_shape[1], count, rounding)[:-1]]
+        return min(sides, default=2) >= 2
+
+    if not fits(blocks_count):
+        most = max(count for count in range(blocks_count) if fits(count))
         raise ValueError(
             f"{model}: images of {image_shape[0]}×{image_shape[1]} pixels are too small for "
             f"{blocks_count} stride-2 blocks (--hidden has one filter count per block); they "

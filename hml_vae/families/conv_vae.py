@@ -40,7 +40,7 @@ def build_conv_vae(image_shape, filters=(32, 64), latent_dim: int = 10,
     filters = tuple(filters)
     blocks.check_positive_sizes((*filters, latent_dim))
     check_likelihood(likelihood, gaussian_sigma, learned_sigma)
-    check_fits("conv_vae", image_shape, len(filters))
+    check_fits("conv_vae", image_shape, len(filters), math.ceil)
     heights, widths = map_sizes(image_shape, len(filters))
     images = keras.Input(shape=image_shape, name="images")
     x = images
@@ -72,7 +72,7 @@ def build_conv_vae(image_shape, filters=(32, 64), latent_dim: int = 10,
 def check(config) -> None:
     check_vae(config)
     if config.image_shape is not None:
-        check_fits("conv_vae", config.image_shape, len(config.hidden))
+        check_fits("conv_vae", config.image_shape, len(config.hidden), math.ceil)
 
 
 def describe(config) -> str:
