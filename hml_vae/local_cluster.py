@@ -21,7 +21,15 @@ import threading
 import time
 from pathlib import Path
 
-TRAIN_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train.py"
+
+def train_script() -> Path:
+    """scripts/train.py: installed as ``hml_vae_scripts.train``, or in this checkout."""
+    try:
+        import hml_vae_scripts.train as installed
+    except ImportError:
+        return Path(__file__).resolve().parents[1] / "scripts" / "train.py"
+    return Path(installed.__file__)
+
 HOST = "127.0.0.1"
 # After a worker fails, the others wait in collective ops that never complete: SIGTERM
 # first (a clean exit if they can), SIGKILL after this many seconds.
@@ -124,7 +132,7 @@ def run_local_cluster(train_args: list[str], workers: int = 2, timeout: float | 
         # Own session: a terminal's Ctrl-C reaches this process only, which passes it on
         # once, so the workers stop together after the same epoch.
         process = subprocess.Popen(
-            [sys.executable, str(TRAIN_SCRIPT), *args], env=environment, text=True,
+            [sys.executable, str(train_script()), *args], env=environment, text=True,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
         )
         processes.append(process)

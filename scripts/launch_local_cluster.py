@@ -15,11 +15,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from any checkout
-
-from hml_vae import cli  # noqa: E402
+from hml_vae import cli
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -50,7 +47,12 @@ def main(argv=None) -> int:
     return run_local_cluster(args.train_args, workers=args.workers, timeout=args.timeout)
 
 
-if __name__ == "__main__":
+def console() -> int:
+    """The ``hml-vae-launch-local-cluster`` command: the workers' exit code."""
     exit_codes = []
     status = cli.run_main(lambda: exit_codes.append(main()))
-    sys.exit(status or (exit_codes[0] if exit_codes else 0))
+    return status or (exit_codes[0] if exit_codes else 0)
+
+
+if __name__ == "__main__":
+    sys.exit(console())

@@ -67,5 +67,11 @@ def main(argv: list[str] | None = None) -> None:
     runpy.run_path(str(TRAIN_SCRIPT), run_name="__main__")
 
 
-if __name__ == "__main__":
+def console() -> int:
+    """The ``hml-vae-pretrain-greedy`` command (train.py exits with its own code)."""
     main()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(console())

@@ -114,5 +114,10 @@ def main(argv=None) -> None:
     print(f"output: {args.output}")
 
 
+def console() -> int:
+    """The ``hml-vae-semi-supervised`` command."""
+    return cli.run_main(main)
+
+
 if __name__ == "__main__":
-    sys.exit(cli.run_main(main))
+    sys.exit(console())

@@ -4,7 +4,6 @@ directories."""
 from __future__ import annotations
 
 import json
-
 import re
 import shutil
 
