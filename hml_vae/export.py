@@ -5,30 +5,35 @@ layout TensorFlow Serving watches (it serves the highest integer version and loa
 ones while running). The version is written in a hidden temporary directory beside it and
 renamed into place only when complete, so a server never sees half a model.
 
-Signatures (inputs -> outputs, all float32 unless said otherwise):
+Signatures, for a run of images of shape (H, W, C) (float32 unless said otherwise):
 
-============== ================================== =========================================
-name           inputs                             outputs
-============== ================================== =========================================
-serving_default ``images`` (batch, 28, 28)        ``reconstruction`` (batch, 28, 28)
-encode         ``images`` (batch, 28, 28)         VAEs: ``z_mean``, ``z_log_var``
+=============== ================================= =========================================
+name            inputs                            outputs
+=============== ================================= =========================================
+serving_default ``images`` (batch, H, W, C)       ``reconstruction`` (batch, H, W, C)
+encode          ``images`` (batch, H, W, C)       VAEs: ``z_mean``, ``z_log_var``
                                                   (batch, latent_dim); autoencoders:
                                                   ``coding`` (batch, latent_dim)
-decode         VAEs: ``z``; autoencoders:         ``images`` (batch, 28, 28)
-               ``coding`` (batch, latent_dim)
-generate (VAE) ``count`` int32 (), ``seed`` int64 ``images`` (count, 28, 28) and the prior
-               ()                                 draws ``z`` (count, latent_dim)
-============== ================================== =========================================
+decode          VAEs: ``z``; autoencoders:        ``images`` (batch, H, W, C)
+                ``coding`` (batch, latent_dim)
+generate (VAEs) ``count`` int32 (), ``seed``      ``images`` (count, H, W, C) and the prior
+                int64 ()                          draws ``z`` (count, latent_dim)
+=============== ================================= =========================================
 
-Images are float32 pixels in [0, 1] of shape (batch, 28, 28) only: no (batch, 784), no
-(batch, 28, 28, 1), no uint8 0-255. The signatures check shape and range in the graph
-(TF Serving does not check a request against the signature), so such requests fail with
-a message saying what is expected; :func:`check_request_images` checks them client-side.
+(H, W, C) is the run's (``models.image_shape``): (28, 28, 1) for Fashion-MNIST, whose
+images must be sent with their channel axis. Images are float32 pixels in [0, 1]. TF
+Serving feeds a request to the graph without checking it against the signature, so every
+signature checks its inputs in the graph (rank, each dimension, finiteness, the pixel
+range, ``count``'s bounds) and fails with a message naming the input and what it must
+be; a request of another dtype is refused by TensorFlow before the graph runs.
+:func:`check_request_images` makes the same checks client-side, and
+:func:`check_rejections` runs requests that break each rule through a C++ session, the way
+TF Serving would.
 
 Everything is deterministic: a VAE reconstructs from the posterior mean, and its decoder
-outputs are pixel probabilities (Bernoulli decoders: the sigmoid of the
-logits the Keras decoder returns) or means (Gaussian decoders), in [0, 1] for Bernoulli.
-Autoencoder outputs are the models' linear outputs, not clipped to [0, 1].
+outputs are pixel probabilities (Bernoulli decoders: the sigmoid of the logits the Keras
+decoder returns) or means (Gaussian decoders). Autoencoder outputs are the models' linear
+outputs, not clipped to [0, 1].
 
 Example:
     >>> result = export_run("runs/vae", name="vae", base="saved_models")
@@ -41,6 +46,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import math
 import os
 import re
 import shutil
@@ -51,7 +57,6 @@ import numpy as np
 
 from hml_vae.runs import load_run
 
-IMAGE_SHAPE = (28, 28)
 # Largest ``count`` the generate signature accepts: a typo of a client must not make the
 # server allocate gigabytes.
 MAX_GENERATE_COUNT = 10_000
@@ -263,15 +268,144 @@ def write_models_config(base: Path, name: str, serving_base: str = "/models") ->
     return path
 
 
+# --- In-graph checks of requests ------------------------------------------------------------
+
+
+def format_batch_shape(shape) -> str:
+    """``(batch, 28, 28, 1)``: a batch of items of ``shape``, as the messages print it."""
+    return "(" + ", ".join(["batch", *(str(int(size)) for size in shape)]) + ")"
+
+
+def _runtime_shape(tensor):
+    """(shape, rank) of ``tensor`` as fed when the graph runs.
+
+    ``tf.rank`` and ``tf.size(tf.shape(...))`` become constants when the traced TensorSpec
+    fixes the rank, so a request of another rank would pass them; TF Serving feeds requests
+    of any rank, so the raw ops, which are always evaluated, are used instead.
+    """
+    import tensorflow as tf
+
+    shape = tf.raw_ops.Shape(input=tensor, out_type=tf.int32)
+    return shape, tf.raw_ops.Size(input=shape, out_type=tf.int32)
+
+
+def _has_shape(shape, rank, expected):
+    """Whether a runtime ``shape`` of length ``rank`` is ``expected`` (None: any size)."""
+    import tensorflow as tf
+
+    # Padded with zeros so that indexing is safe whatever the rank of the request.
+    padded = tf.concat([shape, tf.zeros([len(expected)], tf.int32)], axis=0)
+    conditions = [tf.equal(rank, len(expected))]
+    conditions += [tf.equal(padded[axis], size) for axis, size in enumerate(expected)
+                   if size is not None]
+    return tf.reduce_all(tf.stack(conditions))
+
+
+def _assert(condition, template: str, *values):
+    """An Assert failing with ``template`` formatted (``{}``) with the runtime ``values``."""
+    import tensorflow as tf
+
+    message = tf.strings.format(template, values, summarize=-1) if values else template
+    return tf.debugging.Assert(condition, [message])
+
+
+def _shape_check(tensor, name: str, shape, what: str = ""):
+    """Assert that ``tensor`` is a batch of items of ``shape``."""
+    runtime_shape, rank = _runtime_shape(tensor)
+    return _assert(_has_shape(runtime_shape, rank, (None, *shape)),
+                   f"{name} must be float32 of shape {format_batch_shape(shape)}{what}; "
+                   f"got shape {{}}", runtime_shape)
+
+
+def _finite_check(tensor, name: str):
+    import tensorflow as tf
+
+    bad = tf.reduce_sum(tf.cast(tf.logical_not(tf.math.is_finite(tensor)), tf.int32))
+    return _assert(tf.equal(bad, 0), f"{name} must be finite; got {{}} NaN or infinite "
+                   f"values", bad)
+
+
+def _after(tensor, checks, shape):
+    """``tensor`` reshaped to ``shape``, computed only once every check (a function
+    returning an Assert) passed.
+
+    Each check waits for the one before, so a request breaking several rules is told
+    about the first (its shape before its values). The reshape (free for a valid request)
+    is what keeps the checks: Grappler unifies the shapes that the shape functions of later
+    ops merge (``tf.stack``'s inputs, ...) with the shape of their input, through any
+    ``Identity``, and would then fold the shape check of the request into "passed". The
+    reshaped tensor has a shape of its own.
+    """
+    import tensorflow as tf
+
+    done = []
+    for check in checks:
+        with tf.control_dependencies(done):
+            done.append(check())
+    with tf.control_dependencies(done):
+        return tf.reshape(tensor, shape)
+
+
+def checked_images(images, image_shape):
+    """``images`` after in-graph checks that they are (batch, H, W, C) of ``image_shape``,
+    finite and in [0, 1].
+
+    TF Serving feeds a request to the signature without checking it against the signature's
+    shape (a (batch, H·W·C) request would reach a dense encoder's Flatten and "work"), and
+    it converts JSON integers 0-255 to float without scaling. These checks make such
+    requests fail with a message naming ``images`` and saying what is expected, e.g.
+    ``images must be float32 of shape (batch, 32, 32, 3) in [0, 1]; got shape [1 28 28 1]``.
+    """
+    import tensorflow as tf
+
+    image_shape = tuple(int(size) for size in image_shape)
+
+    def in_range():
+        within = tf.logical_and(tf.reduce_all(images >= 0.0), tf.reduce_all(images <= 1.0))
+        return _assert(within, "images must be pixel values in [0, 1] (divide 0-255 "
+                       "pixels by 255); got values in [{}, {}]",
+                       tf.reduce_min(images), tf.reduce_max(images))
+
+    return _after(images, [lambda: _shape_check(images, "images", image_shape, " in [0, 1]"),
+                           lambda: _finite_check(images, "images"),
+                           in_range], (-1, *image_shape))
+
+
+def checked_codings(codings, latent_dim: int, name: str = "z"):
+    """``codings`` after in-graph checks that they are finite and (batch, ``latent_dim``)."""
+    return _after(codings, [lambda: _shape_check(codings, name, (int(latent_dim),)),
+                            lambda: _finite_check(codings, name)], (-1, int(latent_dim)))
+
+
+def checked_scalar(value, name: str, dtype_name: str, checks=()):
+    """``value`` after an in-graph check that it is a scalar, then ``checks``
+    (functions of ``value`` returning an Assert)."""
+    shape, rank = _runtime_shape(value)
+    scalar = [lambda: _assert(_has_shape(shape, rank, ()),
+                              f"{name} must be an {dtype_name} scalar; got shape {{}}", shape)]
+    return _after(value, scalar + [lambda check=check: check(value) for check in checks], ())
+
+
+# generate's bounds on ``count``, checked once it is known to be a scalar.
+COUNT_CHECKS = (
+    lambda count: _assert(count >= 1, "count must be >= 1; got {}", count),
+    lambda count: _assert(count <= MAX_GENERATE_COUNT,
+                          f"count must be <= {MAX_GENERATE_COUNT}; got {{}}", count),
+)
+
+
 # --- Signatures -------------------------------------------------------------------------------
 
 
-def is_vae(models) -> bool:
-    return hasattr(models, "vae")
+def decode_input_name(models) -> str:
+    """The input of ``decode``: ``z`` for VAEs, ``coding`` for autoencoders."""
+    return "z" if models.variational else "coding"
 
 
-def latent_dim(models) -> int:
-    return int(models.decoder.input_shape[-1])
+def expected_signatures(models) -> set[str]:
+    """The signatures an export of ``models`` has."""
+    return {"serving_default", "encode", "decode"} | ({"generate"} if models.variational
+                                                      else set())
 
 
 def vae_posterior_model(models):
@@ -291,71 +425,38 @@ def _decoder_outputs_to_images(models):
     """Decoder outputs -> images: sigmoid of Bernoulli logits, Gaussian means as they are."""
     import tensorflow as tf
 
-    if is_vae(models) and models.likelihood == "bernoulli":
+    if models.variational and models.likelihood == "bernoulli":
         return tf.sigmoid
     return tf.identity
 
 
-def checked_images(images):
-    """``images`` after in-graph checks of their shape and range.
-
-    TF Serving feeds a request to the signature without checking it against the signature's
-    shape (a (batch, 784) request would reach a dense encoder's Flatten and "work"), and it
-    converts JSON integers 0-255 to float without scaling. These checks make such requests
-    fail with a message saying what is expected.
-    """
-    import tensorflow as tf
-
-    shape = tf.shape(images)
-    padded = tf.concat([shape, tf.zeros([3], tf.int32)], axis=0)  # safe to slice any rank
-    shape_ok = tf.logical_and(tf.equal(tf.size(shape), 3),
-                              tf.reduce_all(tf.equal(padded[1:3], IMAGE_SHAPE)))
-    checks = [tf.debugging.Assert(shape_ok, [
-        "images must be float32 of shape (batch, 28, 28); got shape", shape])]
-    with tf.control_dependencies(checks):  # the range check needs a valid shape first
-        range_ok = tf.logical_and(tf.reduce_all(images >= 0.0), tf.reduce_all(images <= 1.0))
-        checks.append(tf.debugging.Assert(range_ok, [
-            "images must be pixel values in [0, 1] (divide 0-255 pixels by 255); got min",
-            tf.reduce_min(images), "max", tf.reduce_max(images)]))
-    with tf.control_dependencies(checks):
-        return tf.identity(images)
-
-
-def checked_codings(codings, latent: int):
-    """``codings`` after an in-graph check that they are (batch, ``latent``)."""
-    import tensorflow as tf
-
-    shape = tf.shape(codings)
-    padded = tf.concat([shape, tf.zeros([2], tf.int32)], axis=0)
-    shape_ok = tf.logical_and(tf.equal(tf.size(shape), 2), tf.equal(padded[1], latent))
-    check = tf.debugging.Assert(shape_ok, [
-        f"latent codes must be float32 of shape (batch, {latent}); got shape", shape])
-    with tf.control_dependencies([check]):
-        return tf.identity(codings)
-
-
 def signature_functions(models) -> dict[str, tuple[Callable, list]]:
     """Per signature name: the function (returning a dict of named outputs) and its input
-    signature (named ``tf.TensorSpec``), for an :class:`AutoencoderModels` or
-    :class:`VAEModels` bundle."""
+    signature (named ``tf.TensorSpec``), for a bundle of any family and image shape."""
     import tensorflow as tf
 
-    images_spec = tf.TensorSpec((None, *IMAGE_SHAPE), tf.float32, name="images")
-    latent = latent_dim(models)
-    to_images = _decoder_outputs_to_images(models)
+    image_shape = tuple(models.image_shape)
+    latent = models.latent_dim
+    images_spec = tf.TensorSpec((None, *image_shape), tf.float32, name="images")
+    codings_name = decode_input_name(models)
+    codings_spec = tf.TensorSpec((None, latent), tf.float32, name=codings_name)
 
-    if not is_vae(models):
-        codings_spec = tf.TensorSpec((None, latent), tf.float32, name="coding")
+    def images_in(images):
+        return checked_images(images, image_shape)
+
+    def codings_in(codings):
+        return checked_codings(codings, latent, codings_name)
+
+    if not models.variational:
 
         def reconstruct(images):
-            return {"reconstruction": models.autoencoder(checked_images(images),
-                                                         training=False)}
+            return {"reconstruction": models.whole(images_in(images), training=False)}
 
         def encode(images):
-            return {"coding": models.encoder(checked_images(images), training=False)}
+            return {"coding": models.encoder(images_in(images), training=False)}
 
         def decode(coding):
-            return {"images": models.decoder(checked_codings(coding, latent), training=False)}
+            return {"images": models.decoder(codings_in(coding), training=False)}
 
         return {
             "serving_default": (reconstruct, [images_spec]),
@@ -365,35 +466,31 @@ def signature_functions(models) -> dict[str, tuple[Callable, list]]:
 
     posterior = vae_posterior_model(models)
     decoder = models.decoder
+    to_images = _decoder_outputs_to_images(models)
 
     def vae_reconstruct(images):
-        z_mean, _ = posterior(checked_images(images), training=False)
+        z_mean, _ = posterior(images_in(images), training=False)
         return {"reconstruction": to_images(decoder(z_mean, training=False))}
 
     def vae_encode(images):
-        z_mean, z_log_var = posterior(checked_images(images), training=False)
+        z_mean, z_log_var = posterior(images_in(images), training=False)
         return {"z_mean": z_mean, "z_log_var": z_log_var}
 
     def vae_decode(z):
-        return {"images": to_images(decoder(checked_codings(z, latent), training=False))}
+        return {"images": to_images(decoder(codings_in(z), training=False))}
 
     def generate(count, seed):
-        checks = [
-            tf.debugging.assert_positive(count, message="generate: count must be >= 1"),
-            tf.debugging.assert_less_equal(
-                count, MAX_GENERATE_COUNT,
-                message=f"generate: count must be <= {MAX_GENERATE_COUNT}"),
-        ]
-        with tf.control_dependencies(checks):
-            # Stateless: the same (count, seed) gives the same images on every call/server.
-            z = tf.random.stateless_normal(
-                tf.stack([count, latent]), seed=tf.stack([seed, tf.zeros_like(seed)]))
+        count = checked_scalar(count, "count", "int32", COUNT_CHECKS)
+        seed = checked_scalar(seed, "seed", "int64")
+        # Stateless: the same (count, seed) gives the same images on every call/server.
+        z = tf.random.stateless_normal(
+            tf.stack([count, latent]), seed=tf.stack([seed, tf.zeros_like(seed)]))
         return {"images": to_images(decoder(z, training=False)), "z": z}
 
     return {
         "serving_default": (vae_reconstruct, [images_spec]),
         "encode": (vae_encode, [images_spec]),
-        "decode": (vae_decode, [tf.TensorSpec((None, latent), tf.float32, name="z")]),
+        "decode": (vae_decode, [codings_spec]),
         "generate": (generate, [tf.TensorSpec((), tf.int32, name="count"),
                                 tf.TensorSpec((), tf.int64, name="seed")]),
     }
@@ -412,16 +509,18 @@ def build_archive(models):
     return archive
 
 
-def export_metadata(run, version: int) -> dict:
+def export_metadata(run, models, version: int) -> dict:
     """What the SavedModel was made from; kept in ``assets.extra`` (TF Serving ignores it)."""
     from hml_vae import __version__
 
     return {
         "run_dir": str(Path(run.directory).resolve()),
-        "model": run.config.model,
-        "latent_dim": run.config.latent_dim,
-        "likelihood": run.config.likelihood if run.config.model in ("vae", "conv_vae")
-        else None,
+        "family": run.config.model,
+        "variational": models.variational,
+        "image_shape": list(models.image_shape),
+        "latent_dim": models.latent_dim,
+        "likelihood": models.likelihood if models.variational else None,
+        "signatures": sorted(expected_signatures(models)),
         "version": version,
         "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
         "hml_vae_version": __version__,
@@ -473,8 +572,9 @@ def export_run(run_dir: str | Path, name: str, base: str | Path = "saved_models"
         remove_stale_temporaries(model_dir)
         version = check_version(next_version(model_dir) if version is None else version,
                                 model_dir, overwrite)
-        archive = build_archive(run.load_models())
-        metadata = export_metadata(run, version)
+        models = run.load_models()
+        archive = build_archive(models)
+        metadata = export_metadata(run, models, version)
 
         def write(directory: Path) -> None:
             archive.write_out(str(directory), verbose=False)
@@ -490,33 +590,103 @@ def export_run(run_dir: str | Path, name: str, base: str | Path = "saved_models"
     return ExportResult(path, version, config_path)
 
 
-# --- Checking exported models -----------------------------------------------------------------
+# --- Requests, client-side -------------------------------------------------------------------
 
 
-def check_request_images(images) -> np.ndarray:
-    """Images as the signatures take them, or ValueError saying what was expected.
+def _shape_hint(shape: tuple, image_shape: tuple) -> str:
+    """What probably went wrong with images of ``shape``, as an instruction."""
+    height, width, channels = image_shape
+    if shape[1:] == (height, width) and channels == 1:
+        return "add the channel axis: images[..., None]."
+    if shape[1:] == (channels, height, width):
+        return "put the channels last: images.transpose(0, 2, 3, 1)."
+    if len(shape) == 2 and shape[1] == math.prod(image_shape):
+        return f"if they are flattened rows, images.reshape(-1, {height}, {width}, {channels})."
+    return (f"the served model takes {height}x{width} images with {channels} channel"
+            f"{'s' if channels != 1 else ''}; convert or resize them.")
 
-    Accepts float arrays of shape (batch, 28, 28) with values in [0, 1] (and a single
-    (28, 28) image, made a batch of one). uint8 pixels, (batch, 784) rows and
-    (batch, 28, 28, 1) are rejected with the conversion to apply, rather than guessed at.
+
+def check_request_images(images, image_shape) -> np.ndarray:
+    """Images as the signatures of a model of ``image_shape`` take them, or ValueError
+    saying what was expected and which conversion is missing.
+
+    Args:
+        images: float pixels in [0, 1] of shape (batch, H, W, C), or one image (H, W, C).
+        image_shape: the served model's (H, W, C) (``models.image_shape``; the export
+            metadata's ``image_shape``).
+
+    Returns:
+        float32 (batch, H, W, C).
+
+    Example:
+        >>> check_request_images(np.zeros((2, 28, 28)), (28, 28, 1))
+        ValueError: expected images of shape (batch, 28, 28, 1), got shape (2, 28, 28); add
+        the channel axis: images[..., None].
     """
+    image_shape = tuple(int(size) for size in image_shape)
+    expected = format_batch_shape(image_shape)
     array = np.asarray(images)
     if array.dtype == np.uint8:
-        raise ValueError(f"expected float32 pixels in [0, 1] of shape (batch, 28, 28), got "
-                         f"uint8 of shape {array.shape}; send images.astype('float32') / 255.")
-    if array.ndim == 2 and array.shape == IMAGE_SHAPE:
-        array = array[None]
-    if array.ndim != 3 or array.shape[1:] != IMAGE_SHAPE:
-        raise ValueError(f"expected images of shape (batch, 28, 28), got shape {array.shape}; "
-                         f"reshape them with images.reshape(-1, 28, 28).")
+        raise ValueError(f"expected float32 pixels in [0, 1] of shape {expected}, got uint8 "
+                         f"of shape {array.shape}; send images.astype('float32') / 255.")
+    if array.shape == image_shape:
+        array = array[None]  # one image
+    if array.shape[1:] != image_shape:
+        raise ValueError(f"expected images of shape {expected}, got shape {array.shape}; "
+                         f"{_shape_hint(array.shape, image_shape)}")
     if not np.issubdtype(array.dtype, np.floating):
         raise ValueError(f"expected float32 pixels in [0, 1], got dtype {array.dtype}.")
     array = array.astype(np.float32)
-    if array.size and (not np.all(np.isfinite(array)) or array.min() < 0 or array.max() > 1):
+    finite = np.isfinite(array)
+    if not finite.all():
+        raise ValueError(f"expected finite pixel values in [0, 1], got "
+                         f"{array.size - np.count_nonzero(finite)} NaN or infinite values.")
+    if array.size and (array.min() < 0 or array.max() > 1):
         raise ValueError(f"expected pixel values in [0, 1], got values in "
-                         f"[{np.nanmin(array):g}, {np.nanmax(array):g}]; divide 0-255 "
-                         f"pixels by 255.")
+                         f"[{array.min():g}, {array.max():g}]; divide 0-255 pixels by 255.")
     return array
+
+
+# --- Checking exported models -----------------------------------------------------------------
+
+
+def run_test_images(config, count: int, data_dir: str | None = None) -> np.ndarray:
+    """The first ``count`` test images of a run's data set, as the run saw them (binarized
+    when it was), from ``hml_vae.data.load_for_config``.
+
+    Args:
+        config: the run's config (its data source and image shape).
+        count: how many images; fewer when the test split is smaller.
+        data_dir: where the data set is, when not where the run found it.
+
+    Raises:
+        DataError: the data set cannot be loaded here.
+        ValueError: its images are not of the run's image shape.
+    """
+    from hml_vae import data as data_lib
+
+    # A limit whose test split still holds ``count`` images (HOML's split has 10,000 test
+    # per 55,000 training images): only the first ``count`` are used, and loading (and
+    # binarizing) the whole data set would cost more than the check.
+    limit = count * 6 if config.limit is None else min(config.limit, count * 6)
+    changes = {"limit": limit} | ({"data_dir": data_dir} if data_dir else {})
+    dataset = data_lib.load_for_config(dataclasses.replace(config, **changes))
+    if config.image_shape is not None and tuple(dataset.image_shape) != tuple(
+            config.image_shape):
+        raise ValueError(
+            f"the run's data set has images of shape {tuple(dataset.image_shape)}, but the "
+            f"run was trained on {tuple(config.image_shape)}; pass the data it was trained "
+            f"on (--data-dir)."
+        )
+    images, _ = dataset.test.head(count)
+    return np.asarray(images, np.float32)
+
+
+def random_images(image_shape, count: int, seed: int = 0) -> np.ndarray:
+    """``count`` uniform random images (count, H, W, C) in [0, 1]: inputs on which to compare
+    a SavedModel with its Keras models when the run's data set is not at hand."""
+    shape = (count, *(int(size) for size in image_shape))
+    return np.random.default_rng(seed).random(shape, dtype=np.float32)
 
 
 def signature_inputs(models, signature_name: str, images: np.ndarray, codings: np.ndarray,
@@ -533,35 +703,24 @@ def signature_inputs(models, signature_name: str, images: np.ndarray, codings: n
 
 def keras_reference(models, signature_name: str, images: np.ndarray, codings: np.ndarray,
                     exported: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """What the run's Keras models give for what a signature was given.
+    """What the run's Keras models give for what a signature was given, through the
+    bundle's deterministic API (a VAE's posterior mean; decoder outputs made images).
 
-    VAEs go through the bundle's deterministic API (posterior mean; decoder outputs made
-    probabilities). Autoencoders' models are called directly, as ``predict`` would but
-    without tracing a function per call. For ``generate`` the reference decodes the prior
-    draws ``z`` the signature returned (they come from TensorFlow's stateless generator,
-    not NumPy's).
+    For ``generate`` the reference decodes the prior draws ``z`` the signature returned
+    (they come from TensorFlow's stateless generator, not NumPy's).
     """
-    if not is_vae(models):
-        model, argument, key = {
-            "serving_default": (models.autoencoder, images, "reconstruction"),
-            "encode": (models.encoder, images, "coding"),
-            "decode": (models.decoder, codings, "images"),
-        }[signature_name]
-        return {key: np.asarray(model(argument, training=False))}
     if signature_name == "serving_default":
         return {"reconstruction": models.reconstruct(images)}
     if signature_name == "encode":
-        z_mean, z_log_var = models.encode(images)
-        return {"z_mean": z_mean, "z_log_var": z_log_var}
+        if models.variational:
+            z_mean, z_log_var = models.encode(images)
+            return {"z_mean": z_mean, "z_log_var": z_log_var}
+        return {"coding": models.coding(images)}
     if signature_name == "decode":
         return {"images": models.decode(codings)}
     if signature_name == "generate":
         return {"images": models.decode(exported["z"]), "z": exported["z"]}
     raise ValueError(f"no Keras reference for signature {signature_name!r}.")
-
-
-def decode_input_name(models) -> str:
-    return "z" if is_vae(models) else "coding"
 
 
 def compare_outputs(exported: dict, reference: dict, atol: float = ATOL,
@@ -592,6 +751,12 @@ def run_signature(loaded, signature_name: str, inputs: dict) -> dict[str, np.nda
     return {key: np.asarray(value) for key, value in outputs.items()}
 
 
+def signature_image_shape(loaded) -> tuple[int, ...]:
+    """(H, W, C) of the images a ``tf.saved_model.load``-ed export takes."""
+    spec = loaded.signatures["serving_default"].structured_input_signature[1]["images"]
+    return tuple(int(size) for size in spec.shape[1:])
+
+
 def verify_savedmodel(loaded, models, images: np.ndarray) -> dict[str, dict[str, float]]:
     """Runs every signature of ``loaded`` and compares it with the Keras ``models``.
 
@@ -599,14 +764,18 @@ def verify_savedmodel(loaded, models, images: np.ndarray) -> dict[str, dict[str,
         Per signature, the max absolute difference per output.
 
     Raises:
-        ValueError: a signature is missing or an output differs beyond the tolerance.
+        ValueError: a signature is missing, takes images of another shape than the models,
+            or an output differs beyond the tolerance.
     """
-    expected = {"serving_default", "encode", "decode"} | ({"generate"} if is_vae(models)
-                                                          else set())
+    expected = expected_signatures(models)
     missing = expected - set(loaded.signatures)
     if missing:
         raise ValueError(f"the SavedModel lacks the signatures {sorted(missing)}; it has "
                          f"{sorted(loaded.signatures)}.")
+    if signature_image_shape(loaded) != tuple(models.image_shape):
+        raise ValueError(f"the SavedModel takes images of shape {signature_image_shape(loaded)}"
+                         f" but the run's models {tuple(models.image_shape)}; is it an export "
+                         f"of another run?")
     codings = sample_codings(models, images)
     results = {}
     for signature_name in sorted(expected):
@@ -618,14 +787,185 @@ def verify_savedmodel(loaded, models, images: np.ndarray) -> dict[str, dict[str,
 
 
 def sample_codings(models, images: np.ndarray) -> np.ndarray:
-    """Latent codes to test ``decode`` with: the codes of ``images`` (posterior means)."""
-    if is_vae(models):
-        return np.asarray(models.encode(images)[0], np.float32)
-    return np.asarray(models.encoder(images, training=False), np.float32)
+    """Latent codes to test ``decode`` with: the codes of ``images`` (a VAE's posterior
+    means)."""
+    return np.asarray(models.coding(images), np.float32)
+
+
+# --- Requests as TF Serving runs them --------------------------------------------------------
+
+
+class ServingSession:
+    """A SavedModel loaded into TensorFlow's C++ session and fed as TF Serving feeds it.
+
+    TF Serving runs a signature with ``Session::Run`` on a request's tensors as they are;
+    unlike the functions of ``tf.saved_model.load``, nothing compares their shape with the
+    signature's first. This shows what a server answers to a bad request.
+
+    Example:
+        >>> with ServingSession("saved_models/vae/1") as session:
+        ...     session.run("serving_default", {"images": np.zeros((1, 28, 28))})
+        InvalidArgumentError: assertion failed: [images must be float32 of shape (batch,
+        28, 28, 1) in [0, 1]; got shape [1 28 28]] ...
+    """
+
+    def __init__(self, savedmodel_dir: str | Path):
+        import tensorflow as tf
+
+        self.path = Path(savedmodel_dir)
+        self.graph = tf.Graph()
+        self.session = tf.compat.v1.Session(graph=self.graph)
+        logger = tf.get_logger()
+        level = logger.level
+        logger.setLevel("ERROR")  # the TF1 loader's deprecation notice
+        try:
+            with self.graph.as_default():
+                meta_graph = tf.compat.v1.saved_model.load(self.session, ["serve"],
+                                                           str(self.path))
+        finally:
+            logger.setLevel(level)
+        self.signatures = dict(meta_graph.signature_def)
+        self._callables = {}
+
+    def run(self, signature_name: str, inputs: dict) -> dict[str, np.ndarray]:
+        """The outputs of a signature for ``inputs`` (arrays fed with their own shape and
+        dtype); ``tf.errors.InvalidArgumentError`` when the graph rejects them."""
+        from tensorflow.core.protobuf import config_pb2
+
+        signature = self.signatures[signature_name]
+        names, outputs = sorted(inputs), sorted(signature.outputs)
+        key = (signature_name, tuple(names))
+        if key not in self._callables:
+            options = config_pb2.CallableOptions(
+                feed=[signature.inputs[name].name for name in names],
+                fetch=[signature.outputs[name].name for name in outputs])
+            # Session::MakeCallable: unlike Session.run, whose Python feed handling converts
+            # and checks each value against its placeholder, it feeds the arrays as given.
+            self._callables[key] = self.session._make_callable_from_options(options)
+        values = self._callables[key](*(np.asarray(inputs[name]) for name in names))
+        return {name: np.asarray(value) for name, value in zip(outputs, values, strict=True)}
+
+    def close(self) -> None:
+        self._callables.clear()
+        self.session.close()
+
+    def __enter__(self) -> ServingSession:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+@dataclasses.dataclass(frozen=True)
+class BadRequest:
+    """A request breaking one rule of a signature, and the words its error must contain."""
+
+    signature: str
+    problem: str
+    inputs: dict
+    error_words: tuple[str, ...]
+
+
+def _valid_input(key: str, dtype, dims: list[int]) -> np.ndarray:
+    if not dims:
+        return np.asarray(2 if key == "count" else 0, dtype)
+    return np.full((2, *dims[1:]), 0.5, dtype)
+
+
+def _bad_inputs(key: str, dtype, dims: list[int]):
+    """(problem, value, words of the error) for each way to get input ``key`` wrong."""
+    other_dtype = {np.float32: np.float64, np.int32: np.int64, np.int64: np.int32}[dtype]
+    wrong_dtype = ("dtype " + np.dtype(other_dtype).name,
+                   _valid_input(key, other_dtype, dims),
+                   ({np.float64: "double"}.get(other_dtype, np.dtype(other_dtype).name), key))
+    if not dims:  # generate's scalars
+        scalar = f"{key} must be an {np.dtype(dtype).name} scalar"
+        problems = [("shape (1,)", np.zeros(1, dtype), (scalar,)), wrong_dtype]
+        if key == "count":
+            problems += [("0", np.asarray(0, dtype), ("count must be >= 1",)),
+                         (str(MAX_GENERATE_COUNT + 1), np.asarray(MAX_GENERATE_COUNT + 1, dtype),
+                          (f"count must be <= {MAX_GENERATE_COUNT}",))]
+        return problems
+    item = dims[1:]
+    wrong_shape = (f"{key} must be float32 of shape {format_batch_shape(item)}",)
+    shapes = {f"shape {(2, *item[:-1])}": (2, *item[:-1]),  # an axis missing
+              f"shape {(2, *item, 1)}": (2, *item, 1)}  # an axis too many
+    if len(item) > 1:
+        shapes[f"shape {(2, math.prod(item))}"] = (2, math.prod(item))  # flattened
+    for axis, size in enumerate(item):  # each dimension wrong; images' channels 1 <-> 3
+        changed = [*item]
+        changed[axis] = 4 - size if key == "images" and axis == 2 else size + 1
+        shapes[f"shape {(2, *changed)}"] = (2, *changed)
+    problems = [(problem, np.zeros(shape, dtype), wrong_shape)
+                for problem, shape in shapes.items()]
+    valid = _valid_input(key, dtype, dims)
+    for name, value in (("NaN", np.nan), ("infinity", np.inf)):
+        broken = valid.copy()
+        broken.flat[-1] = value
+        problems.append((name, broken, (f"{key} must be finite",)))
+    if key == "images":
+        problems.append(("0-255 pixels", np.full_like(valid, 255.0),
+                         ("images must be pixel values in [0, 1]",)))
+    return [*problems, wrong_dtype]
+
+
+def bad_requests(signatures) -> list[BadRequest]:
+    """For each input of each signature (``{name: SignatureDef}``, as
+    :attr:`ServingSession.signatures`), a request per way to get it wrong: wrong rank, each
+    dimension wrong, NaN, infinity, pixels out of range, another dtype; the other inputs
+    are valid."""
+    import tensorflow as tf
+
+    requests = []
+    for signature_name in sorted(signatures):
+        inputs = signatures[signature_name].inputs
+        specs = {key: (tf.as_dtype(info.dtype).as_numpy_dtype,
+                       [dim.size for dim in info.tensor_shape.dim])
+                 for key, info in inputs.items()}
+        valid = {key: _valid_input(key, *spec) for key, spec in specs.items()}
+        for key, spec in sorted(specs.items()):
+            for problem, value, words in _bad_inputs(key, *spec):
+                requests.append(BadRequest(signature_name, f"{key} {problem}",
+                                           {**valid, key: value}, words))
+    return requests
+
+
+def check_rejections(session: ServingSession) -> list[tuple[BadRequest, str]]:
+    """Feeds every :func:`bad_requests` request to ``session`` as TF Serving would.
+
+    Returns:
+        (request, the first line of its error) for each.
+
+    Raises:
+        ValueError: a request was answered, or failed with an error that does not say
+            what is wrong with which input.
+    """
+    import tensorflow as tf
+
+    results, failures = [], []
+    for request in bad_requests(session.signatures):
+        try:
+            session.run(request.signature, request.inputs)
+        except tf.errors.InvalidArgumentError as error:
+            # The first line is the message; TensorFlow's own (a dtype refused before the
+            # graph runs) name the input in the node on the next.
+            lines = error.message.strip().splitlines()
+            message = lines[0] if all(word in lines[0] for word in request.error_words) \
+                else " ".join(" ".join(lines).split())
+            if all(word in message for word in request.error_words):
+                results.append((request, message))
+            else:
+                failures.append(f"{request.signature} with {request.problem}: {message}")
+        else:
+            failures.append(f"{request.signature} answered a request with {request.problem}")
+    if failures:
+        raise ValueError("bad requests were not rejected with a message naming the input: "
+                         + "; ".join(failures))
+    return results
 
 
 def format_shape(tensor_shape) -> str:
-    """A ``TensorShapeProto`` as saved_model_cli prints it: ``(-1, 28, 28)``, ``()``."""
+    """A ``TensorShapeProto`` as saved_model_cli prints it: ``(-1, 28, 28, 1)``, ``()``."""
     if tensor_shape.unknown_rank:
         return "unknown_rank"
     dims = [str(dim.size) for dim in tensor_shape.dim]

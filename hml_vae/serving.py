@@ -4,19 +4,25 @@ REST needs only the standard library and NumPy. gRPC needs the ``tensorflow-serv
 package (in requirements.txt); without it :func:`grpc_predict` raises a
 :class:`ServingError` that says how to install it, and REST still works.
 
+Requests hold float32 images (batch, H, W, C) in [0, 1] of the served model's image shape
+(Fashion-MNIST: (28, 28, 1)). They are checked before they are sent
+(:func:`hml_vae.export.check_request_images`) against ``image_shape`` when given, else
+only for being such a batch; the served graph checks the shape again.
+
 The REST request is TF Serving's row ("instances") format for a signature with one named
 input, here ``images``::
 
     POST /v1/models/NAME[/versions/N]:predict
-    {"signature_name": "serving_default", "instances": [[[0.0, ...], ...], ...]}
+    {"signature_name": "serving_default", "instances": [[[[0.0], ...], ...], ...]}
 
 and the answer is ``{"predictions": [...]}``: one value per image for a signature with a
 single output, one ``{output: value}`` object per image for several outputs.
 
 Example:
-    >>> outputs, seconds = rest_predict("http://localhost:8501", "fashion_vae", images)
+    >>> outputs, seconds = rest_predict("http://localhost:8501", "fashion_vae", images,
+    ...                                 image_shape=(28, 28, 1))
     >>> outputs["reconstruction"].shape
-    (8, 28, 28)
+    (8, 28, 28, 1)
 """
 
 from __future__ import annotations
@@ -52,13 +58,36 @@ def check_signature(signature_name: str) -> str:
     return signature_name
 
 
-def rest_request_body(images, signature_name: str = "serving_default") -> dict:
-    """The JSON body of a REST predict request for images (batch, 28, 28) in [0, 1].
+def request_images(images, image_shape=None) -> np.ndarray:
+    """``images`` checked for a model of ``image_shape`` (H, W, C), or, when it is None,
+    for being a batch (batch, H, W, C) of some image shape.
+
+    Raises:
+        ValueError: what is wrong and which conversion is missing.
+    """
+    if image_shape is None:
+        shape = np.shape(images)
+        if len(shape) != 4:
+            raise ValueError(f"expected a batch of images (batch, H, W, C), got shape {shape}; "
+                             f"pass image_shape=(H, W, C) of the served model to be told "
+                             f"which conversion is missing.")
+        image_shape = shape[1:]
+    return check_request_images(images, image_shape)
+
+
+def rest_request_body(images, signature_name: str = "serving_default",
+                      image_shape=None) -> dict:
+    """The JSON body of a REST predict request for images (batch, H, W, C) in [0, 1].
+
+    Args:
+        images: float pixels in [0, 1].
+        signature_name: ``serving_default`` or ``encode``.
+        image_shape: the served model's (H, W, C), to check the images against.
 
     Raises:
         ValueError: images of another shape or dtype (the message says which is expected).
     """
-    images = check_request_images(images)
+    images = request_images(images, image_shape)
     return {"signature_name": check_signature(signature_name), "instances": images.tolist()}
 
 
@@ -76,15 +105,18 @@ def parse_rest_predictions(answer: dict, signature_name: str) -> dict[str, np.nd
 
 
 def rest_predict(server: str, model: str, images, signature_name: str = "serving_default",
-                 version: int | None = None, timeout: float = 30.0):
+                 version: int | None = None, timeout: float = 30.0, image_shape=None):
     """Sends images to TF Serving's REST API.
 
     Args:
         server: ``http://host:port`` (TF Serving's REST port is 8501).
         model: the served model's name.
-        images: (batch, 28, 28) float pixels in [0, 1].
+        images: (batch, H, W, C) float pixels in [0, 1].
         signature_name: ``serving_default`` or ``encode``.
         version: a version to ask for (default: the one the server serves).
+        timeout: seconds to wait for the answer.
+        image_shape: the served model's (H, W, C), to check the images against before
+            sending them (default: the server checks them).
 
     Returns:
         (outputs by name, seconds the request took including JSON encoding).
@@ -93,7 +125,7 @@ def rest_predict(server: str, model: str, images, signature_name: str = "serving
         ServingError: the server is unreachable or answered with an error.
     """
     started = time.perf_counter()
-    body = json.dumps(rest_request_body(images, signature_name)).encode()
+    body = json.dumps(rest_request_body(images, signature_name, image_shape)).encode()
     request = urllib.request.Request(predict_url(server, model, version), data=body,
                                      headers={"Content-Type": "application/json"},
                                      method="POST")
@@ -126,8 +158,8 @@ def _grpc_modules():
 
 
 def grpc_request(model: str, images, signature_name: str = "serving_default",
-                 version: int | None = None):
-    """A ``tensorflow_serving.apis.predict_pb2.PredictRequest`` for images."""
+                 version: int | None = None, image_shape=None):
+    """A ``tensorflow_serving.apis.predict_pb2.PredictRequest`` for images (batch, H, W, C)."""
     import tensorflow as tf
 
     _, predict_pb2, _ = _grpc_modules()
@@ -136,12 +168,13 @@ def grpc_request(model: str, images, signature_name: str = "serving_default",
     request.model_spec.signature_name = check_signature(signature_name)
     if version is not None:
         request.model_spec.version.value = version
-    request.inputs["images"].CopyFrom(tf.make_tensor_proto(check_request_images(images)))
+    request.inputs["images"].CopyFrom(
+        tf.make_tensor_proto(request_images(images, image_shape)))
     return request
 
 
 def grpc_predict(target: str, model: str, images, signature_name: str = "serving_default",
-                 version: int | None = None, timeout: float = 30.0):
+                 version: int | None = None, timeout: float = 30.0, image_shape=None):
     """Sends images to TF Serving's gRPC API (``PredictionService/Predict``).
 
     Args:
@@ -155,7 +188,7 @@ def grpc_predict(target: str, model: str, images, signature_name: str = "serving
 
     grpc, _, prediction_service_pb2_grpc = _grpc_modules()
     started = time.perf_counter()
-    request = grpc_request(model, images, signature_name, version)
+    request = grpc_request(model, images, signature_name, version, image_shape)
     try:
         with grpc.insecure_channel(target) as channel:
             stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)

@@ -6,23 +6,25 @@
     python scripts/check_savedmodel.py saved_models/*/                     # several models
 
 Loads PATH with tf.saved_model.load (no hml_vae layers needed), prints the signatures as
-`saved_model_cli show --dir PATH --all` lists them and each signature's input and output
-keys, runs every signature on test images and compares the outputs with the Keras models
-of the run the SavedModel was exported from (--run, default: the run recorded at export
-time) to within atol 1e-5 + rtol 1e-4. Exit code 0 only when every signature matches.
+`saved_model_cli show --dir PATH --all` lists them and each signature's inputs and
+outputs with their shapes, runs every signature on test images of the run's own data set
+and compares the outputs with the Keras models of the run the SavedModel was exported
+from (--run, default: the run recorded at export time) to within atol 1e-5 + rtol 1e-4.
+When the run's data set cannot be loaded here, random images of the run's image shape are
+compared instead (and the check says so). It then feeds bad requests (wrong rank, each
+dimension wrong, NaN, infinity, 0-255 pixels, another dtype) to TensorFlow's C++ session
+as TF Serving would, and checks that each is refused with a message naming the input.
+Exit code 0 only when every signature matches and every bad request is refused.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from any checkout
-
-from hml_vae import cli  # noqa: E402
-from hml_vae.errors import RunError  # noqa: E402
+from hml_vae import cli
+from hml_vae.errors import RunError
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -34,8 +36,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "recorded at export time, if it still exists); one PATH only")
     parser.add_argument("--count", type=cli.positive_int, default=8,
                         help="test images to run through each signature (default: 8)")
-    parser.add_argument("--data-dir", help="directory with the IDX files (default: the "
-                        "run's data source)")
+    parser.add_argument("--data-dir", help="where the run's data set is, when not where "
+                        "the run found it")
     return parser.parse_args(argv)
 
 
@@ -68,22 +70,23 @@ def describe_loaded(loaded) -> list[str]:
     return lines
 
 
-def sample_images(config, count: int, data_dir: str | None):
-    """The first ``count`` test images of the run's data set, binarized as the run's."""
-    if config is None:
-        return _test_images("fashion_mnist", data_dir, "none", 42, count)
-    return _test_images(config.dataset, data_dir or config.data_dir, config.binarize,
-                        config.seed, count)
+def comparison_images(run, image_shape, count: int, data_dir: str | None):
+    """(images, what they are, whether they are test images): the run's first test images,
+    or random images of ``image_shape`` when there is no run or its data set cannot be
+    loaded here."""
+    from hml_vae import export
 
-
-@functools.lru_cache(maxsize=8)  # several SavedModels of runs on the same data
-def _test_images(name: str, data_dir: str | None, binarize: str, seed: int, count: int):
-    from hml_vae import data as data_lib
-
-    # A limit whose test split holds ``count`` images (10,000 test per 55,000 training):
-    # binarizing the whole test set would cost more than the check.
-    limit = min(data_lib.TRAIN_SIZE, count * 6)
-    return data_lib.load_dataset(name, data_dir, limit, binarize, seed).test.images[:count]
+    if run is not None:
+        try:
+            images = export.run_test_images(run.config, count, data_dir)
+            return (images, f"the first {len(images)} test images of the run's data set",
+                    True)
+        except (ValueError, OSError) as error:  # DataError is a ValueError
+            why = str(error).splitlines()[0].rstrip(".")
+            print(f"\nThe run's data set cannot be used here: {why}. Comparing on random "
+                  f"images instead.")
+    images = export.random_images(image_shape, count)
+    return images, f"{count} uniform random images of shape {tuple(image_shape)}", False
 
 
 def main(argv=None) -> None:
@@ -97,14 +100,17 @@ def main(argv=None) -> None:
             print("\n" + "=" * 80 + "\n")
         check(path, args.run, args.count, args.data_dir)
     if len(paths) > 1:
-        print(f"\nall {len(paths)} SavedModels match their Keras models")
+        print(f"\nall {len(paths)} SavedModels match their Keras models and refuse bad "
+              f"requests")
 
 
 def check(path: Path, run_dir: str | None, count: int, data_dir: str | None) -> None:
-    """Prints ``path``'s signatures, runs them and compares them with the run's models.
+    """Prints ``path``'s signatures, runs them, compares them with the run's models and
+    checks that bad requests are refused.
 
     Raises:
-        RunError: an output differs from the Keras model's beyond the tolerance.
+        RunError: an output differs from the Keras model's beyond the tolerance, or a bad
+            request was not refused with a message naming its input.
     """
     import numpy as np
     import tensorflow as tf
@@ -127,33 +133,51 @@ def check(path: Path, run_dir: str | None, count: int, data_dir: str | None) -> 
         run = load_run(run_dir)
     elif given:
         raise RunError(f"{given} does not exist; pass the run the model was exported from.")
-    images = export.check_request_images(
-        sample_images(run.config if run else None, count, data_dir))
+    image_shape = export.signature_image_shape(loaded)
+    images, described, test_set = comparison_images(run, image_shape, count, data_dir)
+    images = export.check_request_images(images, image_shape)
 
     if run is None:
         print(f"\nNo run to compare with (recorded: {run_dir}); running each signature on "
-              f"{len(images)} test images only.")
+              f"{described} only.")
         for name in sorted(loaded.signatures):
             if name in ("serving_default", "encode"):
                 outputs = export.run_signature(loaded, name, {"images": images})
                 print(f"  {name}: " + ", ".join(
                     f"{key} {value.shape} in [{value.min():.3g}, {value.max():.3g}]"
                     for key, value in sorted(outputs.items())))
-        return
+    else:
+        models = run.load_models()
+        print(f"\nComparing with the Keras models of {run.directory} on {described} "
+              f"(atol {export.ATOL:g}, rtol {export.RTOL:g}):")
+        try:
+            results = export.verify_savedmodel(loaded, models, images)
+        except ValueError as error:
+            raise RunError(f"{path}: {error}") from None
+        for name, differences in sorted(results.items()):
+            print(f"  {name}: OK, max |exported - keras| " + ", ".join(
+                f"{key} {value:.2g}" for key, value in sorted(differences.items())))
+        summary = f"all {len(results)} signatures match"
+        if test_set:
+            rows = export.run_signature(loaded, "serving_default", {"images": images})
+            error = float(np.mean((rows["reconstruction"] - images) ** 2))
+            summary += f"; reconstruction MSE per pixel {error:.5f}"
+        print(summary)
 
-    models = run.load_models()
-    print(f"\nComparing with the Keras models of {run.directory} on {len(images)} test "
-          f"images (atol {export.ATOL:g}, rtol {export.RTOL:g}):")
-    try:
-        results = export.verify_savedmodel(loaded, models, images)
-    except ValueError as error:
-        raise RunError(f"{path}: {error}") from None
-    for name, differences in sorted(results.items()):
-        print(f"  {name}: OK, max |exported - keras| " + ", ".join(
-            f"{key} {value:.2g}" for key, value in sorted(differences.items())))
-    rows = export.run_signature(loaded, "serving_default", {"images": images})
-    print(f"all {len(results)} signatures match; reconstruction MSE per pixel "
-          f"{float(np.mean((rows['reconstruction'] - images) ** 2)):.5f}")
+    print("\nBad requests fed to TensorFlow's C++ session unchecked, as TF Serving feeds "
+          "them:")
+    with export.ServingSession(path) as session:
+        try:
+            rejected = export.check_rejections(session)
+        except ValueError as error:
+            raise RunError(f"{path}: {error}") from None
+    for name in sorted({request.signature for request, _ in rejected}):
+        problems = [request.problem for request, _ in rejected if request.signature == name]
+        print(f"  {name}: refused {len(problems)}: {', '.join(problems)}")
+    example = next(message for request, message in rejected
+                   if request.signature == "serving_default")
+    print(f"all {len(rejected)} bad requests refused with a message naming the input, e.g. "
+          f"{example}")
 
 
 if __name__ == "__main__":

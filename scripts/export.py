@@ -7,21 +7,19 @@
 
 Writes saved_models/NAME/VERSION/ (the next free integer version by default) through a
 hidden temporary directory renamed into place when complete, so TF Serving never loads
-half a model. Signatures: serving_default (images -> reconstruction), encode, decode and,
-for VAEs, generate; see hml_vae/export.py and the README. --models-config adds or
-updates NAME in BASE/models.config, TF Serving's file for serving several models.
+half a model. Signatures: serving_default (images (batch, H, W, C) of the run's image
+shape -> reconstruction), encode, decode and, for VAEs, generate; see hml_vae/export.py
+and the README. --models-config adds or updates NAME in BASE/models.config, TF Serving's
+file for serving several models.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from any checkout
-
-from hml_vae import cli  # noqa: E402
-from hml_vae.runs import check_finished  # noqa: E402
+from hml_vae import cli
+from hml_vae.runs import check_finished
 
 
 def parse_args(argv=None) -> argparse.Namespace:
