@@ -408,19 +408,6 @@ def expected_signatures(models) -> set[str]:
                                                       else set())
 
 
-def vae_posterior_model(models):
-    """images -> [z_mean, z_log_var]: the encoder without its Sampling layer, whose random
-    draw, ``add_loss`` and KL metric have no place in a serving graph."""
-    import keras
-
-    encoder = models.encoder
-    return keras.Model(
-        encoder.inputs,
-        [encoder.get_layer("z_mean").output, encoder.get_layer("z_log_var").output],
-        name="posterior",
-    )
-
-
 def _decoder_outputs_to_images(models):
     """Decoder outputs -> images: sigmoid of Bernoulli logits, Gaussian means as they are."""
     import tensorflow as tf
@@ -464,7 +451,9 @@ def signature_functions(models) -> dict[str, tuple[Callable, list]]:
             "decode": (decode, [codings_spec]),
         }
 
-    posterior = vae_posterior_model(models)
+    # The encoder without its Sampling layer, whose random draw, add_loss and KL metric
+    # have no place in a serving graph.
+    posterior = models.posterior_model()
     decoder = models.decoder
     to_images = _decoder_outputs_to_images(models)
 

@@ -48,6 +48,17 @@ def small_idx_dir(tmp_path, fashion_raw):
     return tmp_path
 
 
+def load_script(name: str):
+    """``scripts/<name>`` as a module, to call its functions in this process."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"script_{Path(name).stem}",
+                                                  REPO / "scripts" / name)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def run_script(name: str, *args: str, env: dict | None = None, timeout: float = 300):
     """Runs ``scripts/<name>`` in a fresh Python process, as a user would (the package from
     this checkout, installed or not)."""

@@ -5,7 +5,6 @@ of scripts/train.py --model greedy."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -13,7 +12,7 @@ import signal
 import keras
 import numpy as np
 import pytest
-from conftest import REPO, run_script
+from conftest import REPO, load_script, run_script
 
 from hml_vae import training
 from hml_vae.config import make_config
@@ -203,11 +202,7 @@ def test_an_interrupted_run_resumes_in_the_level_it_stopped_in(tmp_path, monkeyp
 @pytest.fixture(scope="module")
 def alias():
     """scripts/pretrain_greedy.py as a module."""
-    spec = importlib.util.spec_from_file_location("pretrain_greedy_script",
-                                                  REPO / "scripts" / "pretrain_greedy.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("pretrain_greedy.py")
 
 
 def test_codings_become_hidden_and_latent_dim_and_other_flags_pass_through(alias):

@@ -4,7 +4,6 @@ training."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -14,7 +13,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from conftest import REPO, run_script
+from conftest import REPO, load_script, run_script
 
 from hml_vae import cli, families
 from hml_vae import semi_supervised as semi
@@ -48,11 +47,7 @@ def encoder_run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def script():
     """scripts/semi_supervised.py as a module, to run its main() in this process."""
-    spec = importlib.util.spec_from_file_location("semi_script",
-                                                  REPO / "scripts" / "semi_supervised.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("semi_supervised.py")
 
 
 # --- Label budgets ----------------------------------------------------------------------

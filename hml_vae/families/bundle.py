@@ -173,6 +173,14 @@ class VAEModels(ModelBundle):
         z_log_var = np.concatenate([np.asarray(log_var) for _, log_var in outputs])
         return z_mean, z_log_var
 
+    def posterior_model(self) -> keras.Model:
+        """images -> [z_mean, z_log_var]: the encoder without its Sampling layer (no random
+        draw, no ``add_loss``), for deterministic graphs such as exported signatures."""
+        encoder = self.encoder
+        return keras.Model(encoder.inputs, [encoder.get_layer("z_mean").output,
+                                            encoder.get_layer("z_log_var").output],
+                           name="posterior")
+
     def coding(self, images, batch_size: int = 256) -> np.ndarray:
         """The posterior mean (N, latent_dim)."""
         return self.encode(images, batch_size)[0]
