@@ -43,6 +43,8 @@ def runs(tmp_path_factory):
 
 @pytest.mark.slow
 def test_every_family_trains_on_colour_images_and_draws_its_figures(runs):
+    images = np.load(runs / "colour.npz")["images"] / 255
+    mid_gray_mse = float(np.mean((images - 0.5) ** 2))
     for name in families.names():
         run = load_run(runs / name)
         assert run.config.image_shape == SHAPE
@@ -51,9 +53,10 @@ def test_every_family_trains_on_colour_images_and_draws_its_figures(runs):
         assert set(run.figures) == expected, name
         images = np.random.default_rng(1).random((3, *SHAPE), dtype=np.float32)
         assert run.models.reconstruct(images).shape == (3, *SHAPE)
-        # Better than a constant guess of mid-gray: the model learned something.
+        # Reconstructions on the images' scale: closer than a mid-gray guess (after one
+        # tiny epoch a model is not expected to beat the mean image).
         mse = run.metrics["test_mse_per_pixel"]
-        assert np.isfinite(mse) and mse < 0.25, (name, mse)
+        assert np.isfinite(mse) and mse < mid_gray_mse, (name, mse, mid_gray_mse)
 
 
 @pytest.mark.slow
