@@ -22,10 +22,12 @@ def mse_per_pixel(model, images: np.ndarray, batch_size: int = 256) -> float:
 
 def evaluate_autoencoder(models, data, batch_size: int = 256) -> dict[str, float]:
     """HOML's reconstruction error on the validation and test splits."""
+    test_images = split_images(data.test)
     return {
         "valid_mse_per_pixel": mse_per_pixel(models.whole, split_images(data.valid),
                                              batch_size),
-        "test_mse_per_pixel": mse_per_pixel(models.whole, split_images(data.test), batch_size),
+        "test_mse_per_pixel": mse_per_pixel(models.whole, test_images, batch_size),
+        "test_images": len(test_images),
     }
 
 

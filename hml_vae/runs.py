@@ -331,7 +331,11 @@ class RunWriter:
     def callbacks(self, stage: str | None = None) -> list[keras.callbacks.Callback]:
         """History, checkpoint and NaN stop for one ``fit`` of ``stage``, plus the signal
         stop when inside :meth:`stop_on_signal`."""
-        checkpoints = self.path("checkpoints") / (stage or "run")
+        # The run's own fit keeps its checkpoint in checkpoints/, each stage of a family's
+        # own procedure (greedy levels) in checkpoints/<stage>.
+        checkpoints = self.path("checkpoints")
+        if stage is not None:
+            checkpoints = checkpoints / stage
         callbacks = [
             # History before the checkpoint: a kill between the two then leaves an epoch
             # in the history that is redone (and rewritten) on resume, never a

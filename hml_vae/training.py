@@ -233,6 +233,20 @@ def load_data(config: Config):
     return data, config
 
 
+def check_family_can_train(config: Config, data, distribution) -> None:
+    """Raises ValueError, before anything is written, when the family's own training
+    procedure cannot run on this data or under this strategy."""
+    family = config.family
+    if family.train is not None and distribution.name == "multi_worker":
+        raise ValueError(f"{config.model} trains its stages in one process (strategy default "
+                         f"or mirrored); use --strategy mirrored.")
+    if family.needs_memory and not data.train.in_memory:
+        raise ValueError(
+            f"{config.model} holds the training images in memory, but {data.name} "
+            f"({len(data.train):,} training images) is streamed from its files; pass "
+            f"--streaming memory if it fits, or --limit N.")
+
+
 def train_models(config: Config, models, trainer: Trainer):
     """Trains with the family's own procedure, or one ``fit`` of the whole model.
 
@@ -269,9 +283,7 @@ def train_and_evaluate(config: Config, run_dir: str | Path) -> dict:
     # Before any tensor exists: logical devices and collective ops are start-up settings.
     distribution = distribute.setup(config)
     data, config = load_data(config)
-    if config.family.train is not None and distribution.name == "multi_worker":
-        raise ValueError(f"{config.model} trains in one process (strategy default or "
-                         f"mirrored); use --strategy mirrored.")
+    check_family_can_train(config, data, distribution)
     writer = RunWriter(run_dir, config, same=same_training)
     writer.check()
     keras.utils.set_random_seed(config.seed)  # the same initial weights on every worker

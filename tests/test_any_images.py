@@ -94,3 +94,27 @@ def test_a_bad_folder_is_one_line_and_nothing_is_written(tmp_path, make, message
     assert len(errors) == 1 and message in errors[0], result.stderr
     assert "Traceback" not in result.stderr
     assert not run_dir.exists() and not run_dir.with_name("run.incomplete").exists()
+
+
+def test_a_streamed_folder_trains_like_any_run_and_greedy_says_it_needs_memory(tmp_path):
+    from hml_vae.config import make_config
+    from hml_vae.training import train_and_evaluate
+
+    folder = tmp_path / "gray"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for index in range(140):
+        Image.fromarray(rng.integers(0, 255, (16, 16), dtype=np.uint8)).save(
+            folder / f"{index}.png")
+    config = make_config("stacked", "tiny", images=str(folder), streaming="stream",
+                         batch_size=16, make_plots=False)
+    metrics = train_and_evaluate(config, tmp_path / "run")
+    run = load_run(tmp_path / "run")
+    assert run.config.image_shape == (16, 16, 1) and run.config.streaming == "stream"
+    # Every test image of the folder's split is evaluated (140 images: 20 test).
+    assert metrics["test_images"] == 20 and metrics["train_images"] == 110
+    with pytest.raises(ValueError, match="greedy holds the training images in memory"):
+        train_and_evaluate(make_config("greedy", "tiny", images=str(folder),
+                                       streaming="stream", batch_size=16), tmp_path / "greedy")
+    assert not (tmp_path / "greedy").exists()
+    assert not (tmp_path / "greedy.incomplete").exists()

@@ -44,14 +44,15 @@ def check_undercomplete(model: str, sizes, inputs: int | None) -> None:
     """Raises ValueError unless ``sizes`` narrow at every layer from ``inputs`` features
     (None: the image shape is not known yet, so only the sizes themselves are checked)."""
     check_positive_sizes(sizes)
+    example = (f"from {inputs}, e.g. --hidden {max(2, inputs // 4)} --latent-dim "
+               f"{max(1, inputs // 16)}" if inputs else "at every layer, e.g. --hidden 100 "
+               "--latent-dim 30")
     previous = inputs
     for size in sizes:
         if previous is not None and size > previous:
             raise ValueError(
                 f"{model}: a layer of {size} units after {previous} inputs; an undercomplete "
-                f"autoencoder narrows at every layer. Use sizes that decrease from "
-                f"{inputs}, e.g. --hidden {max(2, inputs // 4)} --latent-dim "
-                f"{max(1, inputs // 16)}."
+                f"autoencoder narrows at every layer. Use sizes that decrease {example}."
             )
         previous = size
 

@@ -63,6 +63,8 @@ class Family:
             corruption, drawn once with the config's seed.
         train: a training procedure of its own (greedy layer-wise pretraining) instead of
             one ``fit`` of the whole model; see hml_vae.training.
+        needs_memory: its training procedure holds every training image in memory (so it
+            cannot run on a streamed data set).
         bundle_type: the :class:`ModelBundle` subclass its runs load as.
     """
 
@@ -83,6 +85,7 @@ class Family:
     figures: tuple[str, ...] = COMMON_FIGURES
     corrupt: Callable | None = None
     train: Callable | None = None
+    needs_memory: bool = False
 
 
 _REGISTRY: dict[str, Family] = {}

@@ -144,4 +144,6 @@ FAMILY = register(dense_family(
     options=("fine_tune_epochs",),
     describe=lambda config: f"greedy levels of {describe_dense(config)}",
     train=train,
+    # Each level trains on the previous level's codings of every training image.
+    needs_memory=True,
 ))
