@@ -36,8 +36,10 @@ def one_step(model_name: str, strategy, images) -> dict:
     from hml_vae.data import make_pipeline
     from hml_vae.training import build_and_compile
 
+    # No XLA on either side (a strategy turns it off): what is compared is the loss and
+    # the update, and compiling would only cost time.
     config = make_config(model_name, "tiny", batch_size=BATCH, binarize="none", seed=3,
-                         image_shape=images.shape[1:])
+                         image_shape=images.shape[1:], jit_compile=False)
     keras.utils.set_random_seed(config.seed)
     models = build_and_compile(config, strategy)
     if models.variational:

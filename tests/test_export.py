@@ -318,13 +318,11 @@ def test_saved_model_cli_lists_serving_default_with_named_inputs(colour_exports)
 
 
 @pytest.fixture(scope="module")
-def family_exports(tmp_path_factory, colour_exports):
-    """Every model family on colour (20, 24, 3) images exported once: {model: SavedModel
-    path}; the families colour_exports does not fit keep their initial weights."""
+def family_exports(tmp_path_factory, every_family_runs):
+    """Every model family's trained run on colour (20, 24, 3) images (from
+    train_and_evaluate, see conftest) exported once: {model: SavedModel path}."""
     root = tmp_path_factory.mktemp("families")
-    return {model: colour_exports.get(model) or export.export_run(
-                write_colour_run(model, root / "runs" / model, train=False), model,
-                root / "saved").path
+    return {model: export.export_run(every_family_runs / model, model, root / "saved").path
             for model in families.names()}
 
 

@@ -104,29 +104,6 @@ def test_plot_script_errors_for_runs_that_are_not_finished(finished_run, tmp_pat
         assert message in result.stderr, result.stderr
 
 
-FAMILY_FIGURES = {
-    "stacked": AUTOENCODER_FIGURES,
-    "tied": AUTOENCODER_FIGURES,
-    "conv": AUTOENCODER_FIGURES,
-    "recurrent": AUTOENCODER_FIGURES,
-    "denoising": AUTOENCODER_FIGURES | {"denoising.png"},
-    "sparse": AUTOENCODER_FIGURES | {"sparsity.png"},
-    "vae": AUTOENCODER_FIGURES | {"samples.png"},
-    "conv_vae": AUTOENCODER_FIGURES | {"samples.png"},
-}
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("model", sorted(FAMILY_FIGURES))
-def test_each_family_draws_its_figures(model, tmp_path):
-    run_dir = tmp_path / "run"
-    training.train_and_evaluate(make_config(model, "tiny", limit=400, epochs=1), run_dir)
-    assert figures_in(run_dir) == FAMILY_FIGURES[model]
-    report = (run_dir / "report.md").read_text()
-    assert referenced_figures(report) == FAMILY_FIGURES[model]
-    assert "could not be made" not in report
-
-
 @pytest.mark.slow
 def test_a_vae_with_a_2d_latent_space_draws_the_latent_grid(tmp_path):
     run_dir = tmp_path / "run"
