@@ -286,6 +286,9 @@ def train_and_evaluate(config: Config, run_dir: str | Path) -> dict:
     check_family_can_train(config, data, distribution)
     writer = RunWriter(run_dir, config, same=same_training)
     writer.check()
+    # The resolved config (image shape, likelihood, ...) once every check has passed, so
+    # that a user's mistake is the last and only line of a failed command.
+    print(f"config: {config.to_json()}", file=sys.stderr)
     keras.utils.set_random_seed(config.seed)  # the same initial weights on every worker
     models = build_and_compile(config, distribution.strategy)
 

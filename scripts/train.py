@@ -33,7 +33,6 @@ def main(argv=None) -> None:
     # TF_CONFIG and the strategy options, checked before training starts.
     distribute.resolve_strategy(config.strategy, distribute.read_tf_config(),
                                 config.cpu_replicas)
-    print(f"config: {config.to_json()}", file=sys.stderr)
 
     from hml_vae.training import train_and_evaluate
 

@@ -10,7 +10,9 @@ used; tfds reads them in their stored order, which tfds shuffled when it prepare
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import logging
 import os
 
 import numpy as np
@@ -41,6 +43,19 @@ def tfds_root() -> str:
     return _import_tfds().core.constants.DATA_DIR
 
 
+@contextlib.contextmanager
+def quiet_tfds():
+    """Silences tensorflow-datasets' warnings about the folders it looks into (absl's
+    logger): whether the data set is there is reported in one line of our own."""
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _first_line(error: Exception) -> str:
     text = str(error).strip().splitlines()
     return f"{type(error).__name__}: {text[0] if text else ''}"
@@ -57,9 +72,11 @@ def tfds_idx_arrays(name: str, download: bool) -> tuple[dict[str, np.ndarray] | 
         import tensorflow_datasets as tfds
     except ImportError as error:
         return None, f"tensorflow-datasets is not importable ({error})"
-    builder = tfds.builder(name, data_dir=os.environ.get("TFDS_DATA_DIR"))
+    with quiet_tfds():
+        builder = tfds.builder(name, data_dir=os.environ.get("TFDS_DATA_DIR"))
+        prepared = builder.is_prepared()
     where = f"tensorflow-datasets in {builder.data_dir}"
-    if not builder.is_prepared():
+    if not prepared:
         if not download:
             return None, f"{where}: not prepared (and downloading was not asked for)"
         try:
@@ -77,7 +94,8 @@ def tfds_idx_arrays(name: str, download: bool) -> tuple[dict[str, np.ndarray] | 
 def _builder(tfds, name: str, root: str):
     """``tfds.builder`` with its long errors turned into one line each."""
     try:
-        return tfds.builder(name, data_dir=os.environ.get("TFDS_DATA_DIR"))
+        with quiet_tfds():
+            return tfds.builder(name, data_dir=os.environ.get("TFDS_DATA_DIR"))
     except tfds.core.registered.DatasetNotFoundError as error:
         known = tfds.list_builders(with_community_datasets=False)
         close = difflib.get_close_matches(name.split(":")[0].split("/")[0], known, n=3)
@@ -139,7 +157,9 @@ def open_tfds(name: str, download: bool, image_size: tuple[int, int] | None,
     root = tfds_root()
     builder = _builder(tfds, name, root)
     shape, has_labels = _check_image_feature(name, builder.info.features)
-    if not builder.is_prepared():
+    with quiet_tfds():
+        prepared = builder.is_prepared()
+    if not prepared:
         if not download:
             raise DataError(
                 f"tensorflow-datasets has no prepared {name!r} in {root} (TFDS_DATA_DIR); "
