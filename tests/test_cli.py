@@ -66,3 +66,21 @@ def test_bad_combinations_are_one_line_errors():
         parse("--model", "stacked", "--beta", "2")
     with pytest.raises(SystemExit):
         parse("--model", "stacked", "--learning-rate", "inf")
+
+
+def test_every_console_command_names_a_script_with_a_console_function():
+    import ast
+
+    import tomllib
+    from conftest import REPO
+
+    commands = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    scripts = {path.stem for path in (REPO / "scripts").glob("*.py") if path.stem != "__init__"}
+    assert {target.split(":")[0].split(".")[-1] for target in commands.values()} == scripts
+    for target in commands.values():
+        module, function = target.split(":")
+        assert module.startswith("hml_vae_scripts.") and function == "console"
+        tree = ast.parse((REPO / "scripts" / f"{module.split('.')[-1]}.py").read_text())
+        assert any(isinstance(node, ast.FunctionDef) and node.name == "console"
+                   for node in tree.body), target
+        assert "sys.path" not in ast.unparse(tree), f"{target} edits sys.path"
