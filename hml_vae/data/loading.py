@@ -262,5 +262,6 @@ def load_for_config(config) -> Dataset:
             and ``seed`` (:class:`hml_vae.config.Config`).
     """
     source = {field: getattr(config, field) for field in SOURCE_FIELDS}
-    return load_dataset(limit=config.limit, binarize=config.binarize, seed=config.seed,
-                        **source)
+    # None: the family decides once the image shape is known (hml_vae.training.load_data).
+    return load_dataset(limit=config.limit, binarize=config.binarize or "none",
+                        seed=config.seed, **source)
