@@ -59,6 +59,29 @@ def load_script(name: str):
     return module
 
 
+def call_script(name: str, *args: str) -> subprocess.CompletedProcess:
+    """Runs ``scripts/<name>``'s command (``console()``: argument parsing, the one-line
+    error boundary, the exit code) in this process, for error paths: a fresh process
+    costs a TensorFlow import per case. Same result type as :func:`run_script`."""
+    import contextlib
+    import io
+
+    module = load_script(name)
+    stdout, stderr = io.StringIO(), io.StringIO()
+    saved_argv = sys.argv
+    sys.argv = [name, *map(str, args)]
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                code = module.console()
+            except SystemExit as exit_:  # argparse's errors and --help
+                code = exit_.code if isinstance(exit_.code, int) else 1
+    finally:
+        sys.argv = saved_argv
+    return subprocess.CompletedProcess([name, *args], code, stdout.getvalue(),
+                                       stderr.getvalue())
+
+
 def run_script(name: str, *args: str, env: dict | None = None, timeout: float = 300):
     """Runs ``scripts/<name>`` in a fresh Python process, as a user would (the package from
     this checkout, installed or not)."""

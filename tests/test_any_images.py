@@ -8,7 +8,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import run_script
+from conftest import call_script, run_script
 from PIL import Image
 
 from hml_vae.runs import load_run
@@ -87,8 +87,8 @@ def test_a_bad_folder_is_one_line_and_nothing_is_written(tmp_path, make, message
     folder.mkdir()
     make(folder)
     run_dir = tmp_path / "run"
-    result = run_script("train.py", "--model", "stacked", "--images", folder,
-                        "--output", run_dir)
+    result = call_script("train.py", "--model", "stacked", "--images", folder,
+                         "--output", run_dir)
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and message in errors[0], result.stderr

@@ -8,7 +8,7 @@ import re
 import shutil
 
 import pytest
-from conftest import run_script
+from conftest import call_script, run_script
 from PIL import Image
 
 from hml_vae import plots, training
@@ -98,7 +98,7 @@ def test_plot_script_errors_for_runs_that_are_not_finished(finished_run, tmp_pat
         tmp_path: "no config.json",
     }
     for run_dir, message in cases.items():
-        result = run_script("plot.py", run_dir)
+        result = call_script("plot.py", run_dir)
         assert result.returncode != 0
         assert "Traceback" not in result.stderr
         assert message in result.stderr, result.stderr

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import run_script
+from conftest import call_script, run_script
 
 from tests.test_training import RUN_FILES
 
@@ -46,8 +46,8 @@ def test_missing_data_dir_is_named_and_nothing_is_written(tmp_path):
 def test_corrupt_data_dir_names_the_file(tmp_path, small_idx_dir):
     (small_idx_dir / "train-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x03 truncated")
     run_dir = tmp_path / "run"
-    result = run_script("train.py", "--model", "stacked", "--data-dir", small_idx_dir,
-                        "--limit", "100", "--output", run_dir)
+    result = call_script("train.py", "--model", "stacked", "--data-dir", small_idx_dir,
+                         "--limit", "100", "--output", run_dir)
     assert_failed_cleanly(result, run_dir, "train-images-idx3-ubyte", "truncated")
 
 
@@ -65,9 +65,10 @@ def test_corrupt_data_dir_names_the_file(tmp_path, small_idx_dir):
         (["--epochs", "2"], "no model given"),
     ],
 )
-def test_bad_arguments_fail_before_anything_runs(tmp_path, arguments, message):
+def test_bad_arguments_fail_before_anything_runs(tmp_path, arguments, message, monkeypatch):
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))  # nothing prepared there
     run_dir = tmp_path / "run"
-    result = run_script("train.py", *arguments, "--output", run_dir)
+    result = call_script("train.py", *arguments, "--output", run_dir)
     assert_failed_cleanly(result, run_dir, message)
 
 
