@@ -17,7 +17,7 @@ import sys
 import time
 
 import pytest
-from conftest import REPO, run_script
+from conftest import REPO, call_script, run_script
 
 from hml_vae import compat, distribute, local_cluster
 from hml_vae.runs import incomplete_dir
@@ -86,16 +86,18 @@ def test_global_batch_and_the_last_batch():
     assert distribute.evenly_split_size(91, 128, replicas=2) == 90  # 46 + 45 would fail
 
 
-def test_bad_strategy_options_fail_before_training(tmp_path):
-    result = run_script("train.py", "--model", "vae", "--strategy", "multi_worker",
-                        "--output", tmp_path / "run", env={"TF_CONFIG": "{oops"}, timeout=60)
+def test_bad_strategy_options_fail_before_training(tmp_path, monkeypatch):
+    monkeypatch.setenv("TF_CONFIG", "{oops")
+    result = call_script("train.py", "--model", "vae", "--strategy", "multi_worker",
+                         "--output", tmp_path / "run")
     assert result.returncode == 2
     assert "TF_CONFIG is not valid JSON" in result.stderr
-    result = run_script("train.py", "--model", "vae", "--strategy", "nonsense",
-                        "--output", tmp_path / "run", timeout=60)
+    monkeypatch.delenv("TF_CONFIG")
+    result = call_script("train.py", "--model", "vae", "--strategy", "nonsense",
+                         "--output", tmp_path / "run")
     assert result.returncode == 2 and "invalid choice: 'nonsense'" in result.stderr
-    result = run_script("train.py", "--model", "vae", "--cpu-replicas", "0",
-                        "--output", tmp_path / "run", timeout=60)
+    result = call_script("train.py", "--model", "vae", "--cpu-replicas", "0",
+                         "--output", tmp_path / "run")
     assert result.returncode == 2 and "expected a positive integer, got 0" in result.stderr
     assert not any(tmp_path.iterdir())
 

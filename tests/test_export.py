@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import REPO, run_script
+from conftest import REPO, call_script, run_script
 from export_helpers import (
     COLOUR_SHAPE,
     colour_images,
@@ -450,11 +450,9 @@ def test_unwritable_base_is_refused(stacked_run, tmp_path):
 @pytest.mark.slow
 def test_export_script_errors_and_success(stacked_run, tmp_path):
     base = tmp_path / "saved_models"
-    bad_name = run_script("export.py", stacked_run, "--name", "a b", "--base", base,
-                          env=SCRIPT_ENV)
+    bad_name = call_script("export.py", stacked_run, "--name", "a b", "--base", base)
     assert bad_name.returncode == 2 and "no path separators or spaces" in bad_name.stderr
-    missing = run_script("export.py", tmp_path / "nowhere", "--name", "m", "--base", base,
-                         env=SCRIPT_ENV)
+    missing = call_script("export.py", tmp_path / "nowhere", "--name", "m", "--base", base)
     assert missing.returncode == 1 and "does not exist" in missing.stderr
     result = run_script("export.py", stacked_run, "--name", "stacked", "--base", base,
                         "--models-config", env=SCRIPT_ENV)
@@ -462,8 +460,8 @@ def test_export_script_errors_and_success(stacked_run, tmp_path):
     assert "version 1" in result.stdout
     assert (base / "stacked" / "1" / "saved_model.pb").exists()
     assert 'base_path: "/models/stacked"' in (base / export.MODELS_CONFIG).read_text()
-    again = run_script("export.py", stacked_run, "--name", "stacked", "--base", base,
-                       "--version", "1", env=SCRIPT_ENV)
+    again = call_script("export.py", stacked_run, "--name", "stacked", "--base", base,
+                        "--version", "1")
     assert again.returncode == 2 and "already exists" in again.stderr
 
 

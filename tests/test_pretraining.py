@@ -12,7 +12,7 @@ import signal
 import keras
 import numpy as np
 import pytest
-from conftest import REPO, load_script, run_script
+from conftest import REPO, call_script, load_script, run_script
 
 from hml_vae import training
 from hml_vae.config import make_config
@@ -250,8 +250,8 @@ def test_pretrain_greedy_cli_smoke(tmp_path):
 
 
 def test_pretrain_greedy_cli_bad_codings(tmp_path):
-    result = run_script("pretrain_greedy.py", "--codings", "16,32",
-                        "--output", str(tmp_path / "run"), env=SCRIPT_ENV)
+    result = call_script("pretrain_greedy.py", "--codings", "16,32",
+                         "--output", str(tmp_path / "run"))
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert "undercomplete" in lines[-1], result.stderr

@@ -13,7 +13,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from conftest import REPO, load_script, run_script
+from conftest import REPO, call_script, load_script, run_script
 
 from hml_vae import cli, families
 from hml_vae import semi_supervised as semi
@@ -374,8 +374,8 @@ def test_a_cell_works_for_any_image_shape_and_number_of_classes():
 
 
 def test_bad_arguments_are_rejected_by_the_parser(tmp_path):
-    result = run_script("semi_supervised.py", "--encoder-run", tmp_path, "--labels", "100,x",
-                        "--output", tmp_path / "out", env=SCRIPT_ENV)
+    result = call_script("semi_supervised.py", "--encoder-run", tmp_path, "--labels", "100,x",
+                         "--output", tmp_path / "out")
     assert result.returncode == 2 and "comma-separated positive integers" in result.stderr
     assert not (tmp_path / "out").exists()
 

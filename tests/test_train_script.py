@@ -73,7 +73,7 @@ def test_bad_arguments_fail_before_anything_runs(tmp_path, arguments, message, m
 
 
 def test_help_shows_the_flags():
-    result = run_script("train.py", "--help")
+    result = call_script("train.py", "--help")
     assert result.returncode == 0
     for flag in ("--model", "--data-dir", "--epochs", "--limit", "--seed", "--output"):
         assert flag in result.stdout
