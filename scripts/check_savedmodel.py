@@ -180,5 +180,10 @@ def check(path: Path, run_dir: str | None, count: int, data_dir: str | None) -> 
           f"{example}")
 
 
+def console() -> int:
+    """The ``hml-vae-check-savedmodel`` command."""
+    return cli.run_main(main)
+
+
 if __name__ == "__main__":
-    sys.exit(cli.run_main(main))
+    sys.exit(console())

@@ -57,5 +57,10 @@ def main(argv=None) -> None:
         print(f"model config: {result.models_config}")
 
 
+def console() -> int:
+    """The ``hml-vae-export`` command."""
+    return cli.run_main(main)
+
+
 if __name__ == "__main__":
-    sys.exit(cli.run_main(main))
+    sys.exit(console())

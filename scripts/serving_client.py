@@ -122,5 +122,10 @@ def main(argv=None) -> None:
         print(f"reconstructions: {args.output}")
 
 
+def console() -> int:
+    """The ``hml-vae-serving-client`` command."""
+    return cli.run_main(main)
+
+
 if __name__ == "__main__":
-    sys.exit(cli.run_main(main))
+    sys.exit(console())

@@ -90,37 +90,3 @@ def run_script(name: str, *args: str, env: dict | None = None, timeout: float = 
         [sys.executable, str(REPO / "scripts" / name), *map(str, args)],
         capture_output=True, text=True, env=environment, timeout=timeout, cwd=REPO,
     )
-
-
-# --- Every family on colour, non-square images (one tiny run each, shared by test modules)
-
-COLOUR_SHAPE = (20, 24, 3)
-
-
-def write_colour_npz(path, count=360, seed=0):
-    """Three classes of RGB images: a bright block in the red, green or blue channel."""
-    rng = np.random.default_rng(seed)
-    labels = np.arange(count) % 3
-    images = rng.integers(0, 50, (count, *COLOUR_SHAPE), dtype=np.uint8)
-    for index, label in enumerate(labels):
-        top, left = rng.integers(0, 10), rng.integers(0, 12)
-        images[index, top:top + 10, left:left + 12, label] = 220
-    np.savez(path, images=images, labels=labels, class_names=np.array(["red", "green", "blue"]))
-    return path
-
-
-@pytest.fixture(scope="session")
-def every_family_runs(tmp_path_factory):
-    """A finished tiny run (train_and_evaluate: one epoch, metrics, figures) of every
-    family on an .npz of colour 20×24 images; the directory holds one run per family
-    name and ``colour.npz``. XLA is off: compiling would cost more than these runs."""
-    from hml_vae import families
-    from hml_vae.config import make_config
-    from hml_vae.training import train_and_evaluate
-
-    root = tmp_path_factory.mktemp("every_family")
-    npz = write_colour_npz(root / "colour.npz")
-    for name in families.names():
-        train_and_evaluate(make_config(name, "tiny", npz=str(npz), steps_per_execution=4,
-                                       jit_compile=False), root / name)
-    return root

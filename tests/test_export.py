@@ -20,7 +20,7 @@ from export_helpers import (
     write_run,
 )
 
-from hml_vae import export, families
+from hml_vae import export
 from hml_vae.errors import RunError
 from hml_vae.runs import incomplete_dir, load_run
 
@@ -315,43 +315,6 @@ def test_saved_model_cli_lists_serving_default_with_named_inputs(colour_exports)
 
 
 # --- Every family, loaded in a fresh process --------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def family_exports(tmp_path_factory, every_family_runs):
-    """Every model family's trained run on colour (20, 24, 3) images (from
-    train_and_evaluate, see conftest) exported once: {model: SavedModel path}."""
-    root = tmp_path_factory.mktemp("families")
-    return {model: export.export_run(every_family_runs / model, model, root / "saved").path
-            for model in families.names()}
-
-
-@pytest.mark.slow
-def test_every_family_runs_in_a_fresh_process_and_matches_keras(vae_export, family_exports):
-    # One check_savedmodel.py process (one TensorFlow start-up) for the Fashion-MNIST VAE
-    # and a colour model of every family: each is loaded with tf.saved_model.load, every
-    # signature is compared with the run's Keras models, and bad requests are fed to the
-    # C++ session.
-    paths = [vae_export.path, *family_exports.values()]
-    result = run_script("check_savedmodel.py", *paths, "--count", "4", env=SCRIPT_ENV)
-    assert result.returncode == 0, result.stderr[-3000:]
-    shown = result.stdout
-    assert (f"all {len(paths)} SavedModels match their Keras models and refuse bad requests"
-            in shown)
-    assert shown.count("signature_def['serving_default']:") == len(paths)
-    assert shown.count("inputs['images'] tensor_info:") == 2 * len(paths)  # + encode
-    assert shown.count("shape: (-1, 28, 28, 1)") == 5  # 2 inputs, 3 outputs of the VAE
-    assert shown.count("images float32 (None, 20, 24, 3) ->") == 2 * len(family_exports)
-    vaes = 1 + sum(families.get(model).variational for model in family_exports)
-    assert shown.count("  generate: OK") == vaes
-    for name in AUTOENCODER_SIGNATURES:
-        assert shown.count(f"  {name}: OK") == len(paths)
-    assert shown.count("all 4 signatures match") == vaes
-    assert shown.count("all 3 signatures match") == len(paths) - vaes
-    assert "the first 4 test images of the run's data set" in shown  # the Fashion VAE's
-    assert shown.count("bad requests refused with a message naming the input") == len(paths)
-    assert ("images must be float32 of shape (batch, 20, 24, 3) in [0, 1]; got shape "
-            "[2 20 24]") in shown
 
 
 # --- Versions, atomic writes and bad input ---------------------------------------------------
