@@ -234,9 +234,9 @@ def validate(config: Config) -> None:
                 isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
             raise ValueError(f"{_label(field.name)} must be >= 0, got {value!r} (0 turns it "
                              f"off).")
-        low, high = field.metadata.get("between") or (-math.inf, math.inf)
-        if not (isinstance(value, (int, float)) and low < value < high) and (low, high) != (
-                -math.inf, math.inf):
+        between = field.metadata.get("between")
+        if between and not (isinstance(value, (int, float)) and between[0] < value < between[1]):
+            low, high = between
             raise ValueError(f"{_label(field.name)} must lie in ({low}, {high}), got "
                              f"{value!r}; e.g. {flag_name(field)} {field.default}.")
     for name in ("epochs", "batch_size", "latent_dim", "steps_per_execution", "cpu_replicas",

@@ -353,9 +353,10 @@ def plot_run(run_dir: Path, config: Config, models, data, history: dict,
     """
     failures = {}
     if config.make_plots:
-        # Figures show at most the first 10,000 test images (a streamed split is not held
-        # in memory).
-        images, labels = data.test.head(min(len(data.test), 10_000))
+        # The test images the metrics were computed on (a streamed split: its first ones).
+        from hml_vae.evaluation import MAX_EVALUATION_IMAGES
+
+        images, labels = data.test.head(min(len(data.test), MAX_EVALUATION_IMAGES))
         context = PlotContext(config=config, models=models, images=images, labels=labels,
                               class_names=data.class_names, history=history, seed=config.seed)
         failures = make_figures(context, Path(run_dir) / "figures")

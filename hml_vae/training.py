@@ -324,9 +324,9 @@ def train_and_evaluate(config: Config, run_dir: str | Path) -> dict:
     metrics.update(extra)
     metrics.update(
         # Summed epoch times of every stage and attempt, so a resumed run counts them all.
+        # Every stage's history (greedy's history.json holds only curves, no seconds).
         train_seconds=sum(sum(writer.read_json(path.name, {}).get("epoch_seconds", []))
-                          for path in sorted(writer.work_dir.glob("history*.json"))
-                          if curves is None or path.name != "history.json"),
+                          for path in sorted(writer.work_dir.glob("history*.json"))),
         wall_seconds=wall_seconds,
         epochs_trained=len(history.get("epoch", [])),
         train_images=len(data.train),
