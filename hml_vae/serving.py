@@ -4,16 +4,22 @@ REST needs only the standard library and NumPy. gRPC needs the ``tensorflow-serv
 package (in requirements.txt); without it :func:`grpc_predict` raises a
 :class:`ServingError` that says how to install it, and REST still works.
 
-Requests hold float32 images (batch, H, W, C) in [0, 1] of the served model's image shape
-(Fashion-MNIST: (28, 28, 1)). They are checked before they are sent
-(:func:`hml_vae.export.check_request_images`) against ``image_shape`` when given, else
-only for being such a batch; the served graph checks the shape again.
+Three ways to send pictures, each to its own signature (see :mod:`hml_vae.export`):
 
-The REST request is TF Serving's row ("instances") format for a signature with one named
-input, here ``images``::
+- float32 images (batch, H, W, C) in [0, 1] of the served model's image shape
+  (Fashion-MNIST: (28, 28, 1)) to ``serving_default``/``encode``; checked before they are
+  sent (:func:`hml_vae.export.check_request_images`) against ``image_shape`` when given;
+- PNG/JPEG files (their bytes; any size, gray or colour) to
+  ``reconstruct_image_bytes``/``encode_image_bytes``: :func:`rest_predict_files`,
+  :func:`grpc_predict_files`;
+- uint8 pixels (batch, H, W, C) to ``reconstruct_uint8``/``encode_uint8``.
+
+REST requests use TF Serving's row ("instances") format::
 
     POST /v1/models/NAME[/versions/N]:predict
     {"signature_name": "serving_default", "instances": [[[[0.0], ...], ...], ...]}
+    {"signature_name": "reconstruct_image_bytes",
+     "instances": [{"image_bytes": {"b64": "iVBORw0KGgo..."}}, ...]}
 
 and the answer is ``{"predictions": [...]}``: one value per image for a signature with a
 single output, one ``{output: value}`` object per image for several outputs.
@@ -27,6 +33,7 @@ Example:
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import urllib.error
@@ -34,11 +41,16 @@ import urllib.request
 
 import numpy as np
 
-from hml_vae.export import check_request_images
-
+# Per kind of request, the signatures the client calls: (reconstruct, encode), and the
+# input's name.
+REQUEST_KINDS = {
+    "float32": (("serving_default", "encode"), "images"),
+    "uint8": (("reconstruct_uint8", "encode_uint8"), "pixels"),
+    "image_bytes": (("reconstruct_image_bytes", "encode_image_bytes"), "image_bytes"),
+}
 # The output of the signatures that have a single one: the REST row format drops its name.
-SINGLE_OUTPUTS = {"serving_default": "reconstruction", "decode": "images"}
-IMAGE_SIGNATURES = ("serving_default", "encode")
+SINGLE_OUTPUTS = {"serving_default": "reconstruction", "reconstruct_uint8": "reconstruction",
+                  "reconstruct_image_bytes": "reconstruction", "decode": "images"}
 
 
 class ServingError(RuntimeError):
@@ -51,10 +63,12 @@ def predict_url(server: str, model: str, version: int | None = None) -> str:
     return f"{server.rstrip('/')}/v1/models/{model}{versioned}:predict"
 
 
-def check_signature(signature_name: str) -> str:
-    if signature_name not in IMAGE_SIGNATURES:
-        raise ValueError(f"the client sends images, so it calls {' or '.join(IMAGE_SIGNATURES)}"
-                         f"; got signature {signature_name!r}.")
+def check_signature(signature_name: str, kind: str = "float32") -> str:
+    """``signature_name`` if it takes requests of ``kind``, else ValueError."""
+    signatures, _ = REQUEST_KINDS[kind]
+    if signature_name not in signatures:
+        raise ValueError(f"the client sends {kind} images, so it calls "
+                         f"{' or '.join(signatures)}; got signature {signature_name!r}.")
     return signature_name
 
 
@@ -65,6 +79,8 @@ def request_images(images, image_shape=None) -> np.ndarray:
     Raises:
         ValueError: what is wrong and which conversion is missing.
     """
+    from hml_vae.export.requests import check_request_images
+
     if image_shape is None:
         shape = np.shape(images)
         if len(shape) != 4:
@@ -75,20 +91,53 @@ def request_images(images, image_shape=None) -> np.ndarray:
     return check_request_images(images, image_shape)
 
 
+def request_inputs(kind: str, images) -> dict[str, np.ndarray]:
+    """The named inputs of a request of ``kind``: float32 images (checked), uint8 pixels,
+    or a list of file contents (bytes)."""
+    _, name = REQUEST_KINDS[kind]
+    if kind == "image_bytes":
+        files = list(images)
+        if not files or not all(isinstance(data, bytes) for data in files):
+            raise ValueError("image_bytes requests hold the bytes of one or more PNG or JPEG "
+                             "files.")
+        return {name: np.asarray(files, dtype=object)}
+    if kind == "uint8":
+        pixels = np.asarray(images)
+        if pixels.dtype != np.uint8 or pixels.ndim != 4:
+            raise ValueError(f"uint8 requests hold pixels uint8 (batch, H, W, C), got "
+                             f"{pixels.dtype} of shape {pixels.shape}.")
+        return {name: pixels}
+    return {name: images}
+
+
+def _json_value(value):
+    """A request value in TF Serving's JSON: binary strings as ``{"b64": ...}``."""
+    if isinstance(value, bytes):
+        return {"b64": base64.b64encode(value).decode("ascii")}
+    return value.tolist() if isinstance(value, np.ndarray) else value
+
+
 def rest_request_body(images, signature_name: str = "serving_default",
-                      image_shape=None) -> dict:
-    """The JSON body of a REST predict request for images (batch, H, W, C) in [0, 1].
+                      image_shape=None, kind: str = "float32") -> dict:
+    """The JSON body of a REST predict request.
 
     Args:
-        images: float pixels in [0, 1].
-        signature_name: ``serving_default`` or ``encode``.
-        image_shape: the served model's (H, W, C), to check the images against.
+        images: float pixels in [0, 1] (batch, H, W, C) for ``float32``; uint8 pixels for
+            ``uint8``; a list of PNG/JPEG file contents for ``image_bytes``.
+        signature_name: one of the signatures of ``kind`` (:data:`REQUEST_KINDS`).
+        image_shape: the served model's (H, W, C), to check float images against.
+        kind: ``float32``, ``uint8`` or ``image_bytes``.
 
     Raises:
         ValueError: images of another shape or dtype (the message says which is expected).
     """
-    images = request_images(images, image_shape)
-    return {"signature_name": check_signature(signature_name), "instances": images.tolist()}
+    check_signature(signature_name, kind)
+    if kind == "float32":
+        images = request_images(images, image_shape)
+        return {"signature_name": signature_name, "instances": images.tolist()}
+    (name, values), = request_inputs(kind, images).items()
+    return {"signature_name": signature_name,
+            "instances": [{name: _json_value(value)} for value in values]}
 
 
 def parse_rest_predictions(answer: dict, signature_name: str) -> dict[str, np.ndarray]:
@@ -104,34 +153,15 @@ def parse_rest_predictions(answer: dict, signature_name: str) -> dict[str, np.nd
     return {SINGLE_OUTPUTS.get(signature_name, "predictions"): np.asarray(rows, np.float32)}
 
 
-def rest_predict(server: str, model: str, images, signature_name: str = "serving_default",
-                 version: int | None = None, timeout: float = 30.0, image_shape=None):
-    """Sends images to TF Serving's REST API.
-
-    Args:
-        server: ``http://host:port`` (TF Serving's REST port is 8501).
-        model: the served model's name.
-        images: (batch, H, W, C) float pixels in [0, 1].
-        signature_name: ``serving_default`` or ``encode``.
-        version: a version to ask for (default: the one the server serves).
-        timeout: seconds to wait for the answer.
-        image_shape: the served model's (H, W, C), to check the images against before
-            sending them (default: the server checks them).
-
-    Returns:
-        (outputs by name, seconds the request took including JSON encoding).
-
-    Raises:
-        ServingError: the server is unreachable or answered with an error.
-    """
-    started = time.perf_counter()
-    body = json.dumps(rest_request_body(images, signature_name, image_shape)).encode()
-    request = urllib.request.Request(predict_url(server, model, version), data=body,
+def post_json(url: str, body: dict, timeout: float, server: str) -> dict:
+    """POSTs ``body`` as JSON; the JSON answer, or ServingError (one line) saying what the
+    server answered or why it could not be reached."""
+    request = urllib.request.Request(url, data=json.dumps(body).encode(),
                                      headers={"Content-Type": "application/json"},
                                      method="POST")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            answer = json.loads(response.read())
+            return json.loads(response.read())
     except urllib.error.HTTPError as error:
         detail = error.read().decode(errors="replace")
         try:
@@ -142,6 +172,33 @@ def rest_predict(server: str, model: str, images, signature_name: str = "serving
     except (urllib.error.URLError, OSError) as error:
         raise ServingError(f"cannot reach {server}: {error}. Is TF Serving running with "
                            f"-p 8501:8501?") from None
+
+
+def rest_predict(server: str, model: str, images, signature_name: str = "serving_default",
+                 version: int | None = None, timeout: float = 30.0, image_shape=None,
+                 kind: str = "float32"):
+    """Sends images to TF Serving's REST API.
+
+    Args:
+        server: ``http://host:port`` (TF Serving's REST port is 8501).
+        model: the served model's name.
+        images: what :func:`rest_request_body` takes for ``kind``.
+        signature_name: a signature of ``kind`` (reconstruct or encode).
+        version: a version to ask for (default: the one the server serves).
+        timeout: seconds to wait for the answer.
+        image_shape: the served model's (H, W, C), to check float images against before
+            sending them (default: the server checks them).
+        kind: ``float32`` (default), ``uint8`` or ``image_bytes``.
+
+    Returns:
+        (outputs by name, seconds the request took including JSON encoding).
+
+    Raises:
+        ServingError: the server is unreachable or answered with an error.
+    """
+    started = time.perf_counter()
+    body = rest_request_body(images, signature_name, image_shape, kind)
+    answer = post_json(predict_url(server, model, version), body, timeout, server)
     return parse_rest_predictions(answer, signature_name), time.perf_counter() - started
 
 
@@ -158,23 +215,29 @@ def _grpc_modules():
 
 
 def grpc_request(model: str, images, signature_name: str = "serving_default",
-                 version: int | None = None, image_shape=None):
-    """A ``tensorflow_serving.apis.predict_pb2.PredictRequest`` for images (batch, H, W, C)."""
+                 version: int | None = None, image_shape=None, kind: str = "float32"):
+    """A ``tensorflow_serving.apis.predict_pb2.PredictRequest`` (arguments as
+    :func:`rest_predict`)."""
     import tensorflow as tf
 
     _, predict_pb2, _ = _grpc_modules()
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model
-    request.model_spec.signature_name = check_signature(signature_name)
+    request.model_spec.signature_name = check_signature(signature_name, kind)
     if version is not None:
         request.model_spec.version.value = version
-    request.inputs["images"].CopyFrom(
-        tf.make_tensor_proto(request_images(images, image_shape)))
+    if kind == "float32":
+        images = request_images(images, image_shape)
+    for name, value in request_inputs(kind, images).items():
+        request.inputs[name].CopyFrom(tf.make_tensor_proto(
+            list(value) if kind == "image_bytes" else value,
+            dtype=tf.string if kind == "image_bytes" else None))
     return request
 
 
 def grpc_predict(target: str, model: str, images, signature_name: str = "serving_default",
-                 version: int | None = None, timeout: float = 30.0, image_shape=None):
+                 version: int | None = None, timeout: float = 30.0, image_shape=None,
+                 kind: str = "float32"):
     """Sends images to TF Serving's gRPC API (``PredictionService/Predict``).
 
     Args:
@@ -188,7 +251,7 @@ def grpc_predict(target: str, model: str, images, signature_name: str = "serving
 
     grpc, _, prediction_service_pb2_grpc = _grpc_modules()
     started = time.perf_counter()
-    request = grpc_request(model, images, signature_name, version, image_shape)
+    request = grpc_request(model, images, signature_name, version, image_shape, kind)
     try:
         with grpc.insecure_channel(target) as channel:
             stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)

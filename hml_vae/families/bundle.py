@@ -26,6 +26,17 @@ from keras import ops
 MODEL_FILES = ("model.keras", "encoder.keras", "decoder.keras")
 
 
+# Keras reduces an integer seed modulo this before TensorFlow's stateless generator; an
+# exported generate signature does the same (hml_vae.export.signatures).
+KERAS_SEED_MODULUS = 2**31 - 2
+
+
+def prior_codings(count: int, latent_dim: int, seed: int) -> np.ndarray:
+    """z ~ N(0, I) (count, latent_dim) from Keras's stateless generator keyed by ``seed``:
+    the draws of an exported ``generate`` signature for the same (count, seed)."""
+    return np.asarray(keras.random.normal((count, latent_dim), seed=int(seed)), np.float32)
+
+
 def _batches(array: np.ndarray, batch_size: int):
     # Direct (eager) calls rather than predict(): evaluation calls these on many
     # differently sized arrays, and predict() would retrace its tf.function for each.
@@ -198,8 +209,7 @@ class VAEModels(ModelBundle):
         """``count`` images decoded from z ~ N(0, I) drawn with ``seed``."""
         if count <= 0:
             raise ValueError(f"count must be a positive number of images, got {count}.")
-        codings = np.random.default_rng(seed).standard_normal((count, self.latent_dim))
-        return self.decode(codings.astype(np.float32))
+        return self.decode(prior_codings(count, self.latent_dim, seed))
 
     # What evaluation needs from any latent-variable model (see
     # hml_vae.evaluation.LinearGaussianModel for the other implementation).
