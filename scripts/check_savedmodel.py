@@ -8,13 +8,17 @@
 Loads PATH with tf.saved_model.load (no hml_vae layers needed), prints the signatures as
 `saved_model_cli show --dir PATH --all` lists them and each signature's inputs and
 outputs with their shapes, runs every signature on test images of the run's own data set
-and compares the outputs with the Keras models of the run the SavedModel was exported
+(the image signatures on the same pictures as PNG files and uint8 pixels; generate on a
+fixed (count, seed), against the bundle's generate) and compares the outputs with the Keras
+models of the run the SavedModel was exported
 from (--run, default: the run recorded at export time) to within atol 1e-5 + rtol 1e-4.
 When the run's data set cannot be loaded here, random images of the run's image shape are
 compared instead (and the check says so). It then feeds bad requests (wrong rank, each
-dimension wrong, NaN, infinity, 0-255 pixels, another dtype) to TensorFlow's C++ session
-as TF Serving would, and checks that each is refused with a message naming the input.
-Exit code 0 only when every signature matches and every bad request is refused.
+dimension wrong, NaN, infinity, 0-255 pixels, huge codings, another dtype; empty, non-image,
+base64, oversized and truncated image files) to TensorFlow's C++ session as TF Serving
+would, and checks that each is refused with a message naming the input. Exit code 0 only
+when every signature matches and every bad request is refused; a SavedModel that cannot be
+read or loaded is one line and exit code != 0.
 """
 
 from __future__ import annotations
@@ -119,8 +123,13 @@ def check(path: Path, run_dir: str | None, count: int, data_dir: str | None) -> 
     from hml_vae.runs import load_run
 
     print(f"SavedModel: {path}\n")
-    print(export.describe_signatures(path))
-    loaded = tf.saved_model.load(str(path))
+    print(export.describe_signatures(path))  # SavedModelError for a corrupt saved_model.pb
+    try:
+        loaded = tf.saved_model.load(str(path))
+    except (tf.errors.OpError, ValueError, OSError) as error:
+        message = getattr(error, "message", str(error)).strip().splitlines()[0]
+        raise RunError(f"{path} cannot be loaded by TensorFlow ({message}); export the run "
+                       f"again.") from None
     print("\nSignatures loaded with tf.saved_model.load (inputs -> outputs):")
     for line in describe_loaded(loaded):
         print(f"  {line}")

@@ -1,29 +1,28 @@
-"""Tests of hml_vae.serving and scripts/serving_client.py against small local servers on
-127.0.0.1 that answer as TF Serving would: they run each request through the exported
-SavedModel in TensorFlow's C++ session without checking it first (TF Serving itself cannot
-be installed here)."""
+"""Tests of hml_vae.serving and scripts/serving_client.py against hml_vae.export.LocalServer
+on 127.0.0.1, which answers TF Serving's REST and gRPC predict requests as TF Serving would:
+it runs each request through the exported SavedModel in TensorFlow's C++ session without
+checking it first (TF Serving itself cannot be installed here: no pip or Debian package)."""
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import json
 import re
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import REPO
+from conftest import REPO, call_script
 from export_helpers import COLOUR_SHAPE, colour_images, sample_images, write_colour_run, write_run
 from matplotlib.image import imread
 
 from hml_vae import export, serving
+from hml_vae.runs import load_run
 
 FASHION = "fashion_vae"
 COLOUR = "colour_vae"
-PREDICT_PATH = re.compile(r"/v1/models/([^/:]+)(?:/versions/(\d+))?:predict")
 
 
 @pytest.fixture(scope="module")
@@ -52,66 +51,11 @@ def loaded(sessions):
     return {name: tf.saved_model.load(str(session.path)) for name, session in sessions.items()}
 
 
-def check_rest_request(path: str, headers, body: bytes, served) -> tuple[str, dict]:
-    """What a TF Serving REST predict endpoint requires of a request; returns the model
-    name and the parsed body, or raises ValueError saying what is wrong. The images are
-    not checked here: the graph checks them, as it must under TF Serving."""
-    match = PREDICT_PATH.fullmatch(path)
-    if not match or match.group(1) not in served:
-        raise ValueError(f"unexpected path {path}")
-    if headers.get("Content-Type") != "application/json":
-        raise ValueError(f"Content-Type {headers.get('Content-Type')}")
-    request = json.loads(body)
-    if set(request) != {"signature_name", "instances"}:
-        raise ValueError(f"keys {sorted(request)}")
-    return match.group(1), request
-
-
-def rest_answer(session, signature_name: str, instances) -> dict:
-    """TF Serving's row-format answer: the instances become a tensor of the signature's
-    dtype, whatever their shape, and go through the graph."""
-    outputs = session.run(signature_name, {"images": np.asarray(instances, np.float32)})
-    if len(outputs) == 1:
-        return {"predictions": next(iter(outputs.values())).tolist()}
-    count = len(next(iter(outputs.values())))
-    return {"predictions": [{key: value[index].tolist() for key, value in outputs.items()}
-                            for index in range(count)]}
-
-
 @pytest.fixture
-def rest_server(sessions):
-    """A local HTTP server speaking TF Serving's REST predict API for every exported model;
-    yields (url, requests received)."""
-    received = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 (http.server's name)
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            try:
-                name, request = check_rest_request(self.path, self.headers, body, sessions)
-                received.append(request)
-                status, answer = 200, rest_answer(sessions[name], request["signature_name"],
-                                                  request["instances"])
-            except (ValueError, KeyError) as error:
-                status, answer = 400, {"error": str(error)}
-            except tf.errors.InvalidArgumentError as error:  # what the graph refused
-                status, answer = 400, {"error": error.message}
-            data = json.dumps(answer).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args):  # keep the test output clean
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", received
-    server.shutdown()
-    server.server_close()
+def server(sessions):
+    """TF Serving's REST and gRPC APIs on 127.0.0.1 for every exported model."""
+    with export.LocalServer(sessions) as local:
+        yield local
 
 
 def test_rest_body_is_json_of_the_documented_form():
@@ -133,8 +77,8 @@ def test_rest_body_is_json_of_the_documented_form():
         serving.rest_request_body(images, "generate")
 
 
-def test_rest_predict_against_a_local_server(rest_server, loaded):
-    url, received = rest_server
+def test_rest_predict_against_a_local_server(server, loaded):
+    url, received = server.rest_url, server.received
     for name, images in ((FASHION, sample_images(4)), (COLOUR, colour_images(4))):
         outputs, seconds = serving.rest_predict(url, name, images,
                                                 image_shape=images.shape[1:])
@@ -148,10 +92,10 @@ def test_rest_predict_against_a_local_server(rest_server, loaded):
     assert len(received) == 4
 
 
-def test_the_server_refuses_images_of_another_shape_with_a_clear_message(rest_server):
+def test_the_server_refuses_images_of_another_shape_with_a_clear_message(server):
     # A client that does not know the served model's shape sends Fashion-MNIST images to
     # the colour model: the graph refuses them, naming the input and the shape it takes.
-    url, _ = rest_server
+    url = server.rest_url
     with pytest.raises(serving.ServingError, match=re.escape(
             "HTTP 400: assertion failed: [images must be float32 of shape (batch, 20, 24, 3) "
             "in [0, 1]; got shape [2 28 28 1]]")):
@@ -160,9 +104,9 @@ def test_the_server_refuses_images_of_another_shape_with_a_clear_message(rest_se
         serving.rest_predict(url, COLOUR, sample_images(2), image_shape=COLOUR_SHAPE)
 
 
-def test_rest_errors_are_one_clear_message(rest_server):
-    url, _ = rest_server
-    with pytest.raises(serving.ServingError, match="HTTP 400: unexpected path"):
+def test_rest_errors_are_one_clear_message(server):
+    url = server.rest_url
+    with pytest.raises(serving.ServingError, match="HTTP 400: Servable not found"):
         serving.rest_predict(url, "other_model", sample_images(1))
     with pytest.raises(serving.ServingError, match="cannot reach"):
         serving.rest_predict("http://127.0.0.1:9", FASHION, sample_images(1), timeout=5)
@@ -175,42 +119,43 @@ def load_script(name: str):
     return module
 
 
-def test_serving_client_script_prints_timings_and_saves_a_png(rest_server, tmp_path, capsys):
+def test_serving_client_script_prints_timings_and_saves_a_png(server, tmp_path, capsys):
     # No --run: Fashion-MNIST test images.
-    url, received = rest_server
+    url, received = server.rest_url, server.received
     output = tmp_path / "reconstructions.png"
     client = load_script("serving_client")
     client.main(["--model", FASHION, "--rest", url, "--count", "3", "--repeat", "2",
                  "--output", str(output)])
     printed = capsys.readouterr().out
-    assert "rest: 3 images of shape (28, 28, 1), 2 requests: median" in printed
+    assert ("rest: 3 images of shape (28, 28, 1) as float32 to serving_default, 2 requests: "
+            "median") in printed
     assert " ms" in printed
     assert output.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(received) == 2
 
 
-def test_serving_client_sends_the_runs_images_and_shows_colour(rest_server, runs, tmp_path,
-                                                                 capsys, monkeypatch):
-    url, received = rest_server
+def test_serving_client_sends_the_runs_images_and_shows_colour(server, runs, tmp_path,
+                                                                 capsys):
+    url, received = server.rest_url, server.received
     output = tmp_path / "colour.png"
-    # hml_vae.data cannot read the colour run's .npz yet; its images stand in for what
-    # load_for_config(run.config) will return.
-    monkeypatch.setattr(export, "run_test_images",
-                        lambda config, count, data_dir=None: colour_images(count))
     client = load_script("serving_client")
     client.main(["--model", COLOUR, "--run", str(runs[COLOUR]), "--rest", url, "--count",
                  "4", "--repeat", "1", "--output", str(output)])
-    assert "rest: 4 images of shape (20, 24, 3), 1 requests" in capsys.readouterr().out
-    assert np.asarray(received[-1]["instances"]).shape == (4, 20, 24, 3)
+    assert "rest: 4 images of shape (20, 24, 3) as float32" in capsys.readouterr().out
+    sent = np.asarray(received[-1]["instances"], np.float32)
+    assert sent.shape == (4, 20, 24, 3)
+    # The first test images of the run's own .npz, as the run split it.
+    expected = export.run_test_images(load_run(runs[COLOUR]).config, 4)
+    np.testing.assert_array_equal(sent, expected)
     pixels = imread(output)[..., :3]
     # Colour in colour: the originals' row has pixels whose channels differ (a grayscale
     # colormap gives R = G = B everywhere).
     assert np.abs(pixels[..., 0] - pixels[..., 2]).max() > 0.2
 
 
-def test_serving_client_with_a_fashion_run_sends_its_test_images(rest_server, runs, tmp_path,
+def test_serving_client_with_a_fashion_run_sends_its_test_images(server, runs, tmp_path,
                                                                  capsys):
-    url, received = rest_server
+    url, received = server.rest_url, server.received
     client = load_script("serving_client")
     client.main(["--model", FASHION, "--run", str(runs[FASHION]), "--rest", url, "--count",
                  "2", "--repeat", "1", "--signature", "encode", "--output",
@@ -223,49 +168,109 @@ def test_serving_client_with_a_fashion_run_sends_its_test_images(rest_server, ru
     assert not (tmp_path / "unused.png").exists()  # encode: no reconstructions to show
 
 
-def test_grpc_predict_against_a_local_server(sessions, loaded):
-    pytest.importorskip("tensorflow_serving.apis.prediction_service_pb2_grpc")
-    from concurrent import futures
-
-    import grpc
-    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
-
-    requests = []
-
-    class Servicer(prediction_service_pb2_grpc.PredictionServiceServicer):
-        def Predict(self, request, context):  # noqa: N802 (the gRPC method's name)
-            requests.append(request)
-            inputs = {key: tf.make_ndarray(value) for key, value in request.inputs.items()}
-            try:
-                outputs = sessions[request.model_spec.name].run(
-                    request.model_spec.signature_name, inputs)
-            except tf.errors.InvalidArgumentError as error:
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, error.message)
-            response = predict_pb2.PredictResponse()
-            for key, value in outputs.items():
-                response.outputs[key].CopyFrom(tf.make_tensor_proto(value))
-            return response
-
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(Servicer(), server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
+def test_grpc_predict_against_a_local_server(server, loaded):
     images = colour_images(2)
-    try:
-        outputs, _ = serving.grpc_predict(f"127.0.0.1:{port}", COLOUR, images, version=3,
-                                          image_shape=COLOUR_SHAPE)
-        with pytest.raises(serving.ServingError, match=r"INVALID_ARGUMENT: .*images must be "
-                           r"float32 of shape \(batch, 20, 24, 3\)"):
-            serving.grpc_predict(f"127.0.0.1:{port}", COLOUR, sample_images(1))
-    finally:
-        server.stop(None)
-    request = requests[0]
+    outputs, _ = serving.grpc_predict(server.grpc_target, COLOUR, images, version=3,
+                                      image_shape=COLOUR_SHAPE)
+    with pytest.raises(serving.ServingError, match=r"INVALID_ARGUMENT: .*images must be "
+                       r"float32 of shape \(batch, 20, 24, 3\)"):
+        serving.grpc_predict(server.grpc_target, COLOUR, sample_images(1))
+    request = server.received[0]
     assert (request.model_spec.name, request.model_spec.signature_name,
             request.model_spec.version.value) == (COLOUR, "serving_default", 3)
     sent = tf.make_ndarray(request.inputs["images"])
     assert (sent.dtype, sent.shape) == (np.float32, (2, 20, 24, 3))
     expected = export.run_signature(loaded[COLOUR], "serving_default", {"images": images})
     np.testing.assert_allclose(outputs["reconstruction"], expected["reconstruction"])
+
+
+# --- Image requests ---------------------------------------------------------------------------
+
+
+def test_image_requests_over_rest_and_grpc_answer_as_float_requests(server, loaded):
+    for name, images in ((FASHION, sample_images(3)), (COLOUR, colour_images(3))):
+        pixels = export.to_pixels(images)
+        files = export.encode_png(pixels)
+        reference = export.run_signature(loaded[name], "serving_default",
+                                         {"images": pixels / np.float32(255)})
+        codes = export.run_signature(loaded[name], "encode",
+                                     {"images": pixels / np.float32(255)})
+        for predict, address in ((serving.rest_predict, server.rest_url),
+                                 (serving.grpc_predict, server.grpc_target)):
+            for kind, payload in (("image_bytes", files), ("uint8", pixels)):
+                reconstruct, encode = serving.REQUEST_KINDS[kind][0]
+                outputs, _ = predict(address, name, payload, reconstruct, kind=kind)
+                np.testing.assert_allclose(outputs["reconstruction"],
+                                           reference["reconstruction"], atol=1e-5)
+                outputs, _ = predict(address, name, payload, encode, kind=kind)
+                np.testing.assert_allclose(outputs["z_mean"], codes["z_mean"], atol=1e-5)
+    # The REST body holds the files base64-encoded, as TF Serving reads binary strings.
+    body = next(request for request in server.received
+                if isinstance(request, dict)
+                and request["signature_name"] == "reconstruct_image_bytes")
+    assert set(body["instances"][0]) == {"image_bytes"}
+    assert base64.b64decode(body["instances"][0]["image_bytes"]["b64"])[:4] == b"\x89PNG"
+
+
+def test_bad_image_requests_get_a_clear_error_and_the_server_keeps_serving(server):
+    png = export.encode_png(export.to_pixels(sample_images(1)))[0]
+    bad = {
+        "empty": ([png, b""], "image_bytes[1] is empty"),
+        "not an image": ([b"%PDF-1.7 a document"], "image_bytes[0] is not a PNG or JPEG"),
+        "truncated": ([png[:60]], "PNG"),
+    }
+    for predict, address in ((serving.rest_predict, server.rest_url),
+                             (serving.grpc_predict, server.grpc_target)):
+        for files, words in bad.values():
+            with pytest.raises(serving.ServingError, match=re.escape(words)):
+                predict(address, FASHION, files, "reconstruct_image_bytes", kind="image_bytes")
+        wrong_size = np.zeros((1, 20, 24, 1), np.uint8)
+        with pytest.raises(serving.ServingError, match=re.escape(
+                "pixels must be uint8 of shape (batch, 28, 28, 1) (values 0-255); got shape "
+                "[1 20 24 1]")):
+            predict(address, FASHION, wrong_size, "reconstruct_uint8", kind="uint8")
+        outputs, _ = predict(address, FASHION, [png], "reconstruct_image_bytes",
+                             kind="image_bytes")
+        assert outputs["reconstruction"].shape == (1, 28, 28, 1)
+
+
+def test_serving_client_sends_image_files_over_rest_and_grpc(server, tmp_path, capsys):
+    pixels = export.to_pixels(colour_images(2, image_shape=(40, 30, 3)))
+    files = [tmp_path / "first.png", tmp_path / "second.jpg"]
+    files[0].write_bytes(tf.io.encode_png(pixels[0]).numpy())
+    files[1].write_bytes(tf.io.encode_jpeg(pixels[1]).numpy())
+    output = tmp_path / "files.png"
+    client = load_script("serving_client")
+    client.main(["--model", FASHION, "--image", *map(str, files), "--protocol", "both",
+                 "--rest", server.rest_url, "--grpc", server.grpc_target, "--repeat", "1",
+                 "--output", str(output)])
+    printed = capsys.readouterr().out
+    for protocol in ("rest", "grpc"):
+        assert (f"{protocol}: 2 images of shape (28, 28, 1) as image_bytes to "
+                f"reconstruct_image_bytes") in printed
+    assert output.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    sent = tf.make_ndarray(server.received[-1].inputs["image_bytes"])
+    assert [bytes(data) for data in sent] == [path.read_bytes() for path in files]
+    not_an_image = tmp_path / "notes.txt"
+    not_an_image.write_text("hello")
+    result = call_script("serving_client.py", "--model", FASHION, "--image", not_an_image,
+                         "--rest", server.rest_url)
+    assert result.returncode == 2
+    assert result.stderr == f"error: {not_an_image} is not a PNG or JPEG file; convert it " \
+                            f"(e.g. to PNG) first.\n"
+
+
+def test_serving_client_takes_the_data_source_flags(server, runs, tmp_path, capsys):
+    # No run: the --npz file's test images (as train.py --npz reads them), sent as uint8.
+    url, received = server.rest_url, server.received
+    npz = runs[COLOUR].with_suffix(".npz")
+    client = load_script("serving_client")
+    client.main(["--model", COLOUR, "--npz", str(npz), "--send", "uint8", "--rest", url,
+                 "--count", "3", "--repeat", "1", "--signature", "encode"])
+    assert "3 images of shape (20, 24, 3) as uint8 to encode_uint8" in capsys.readouterr().out
+    sent = np.asarray([row["pixels"] for row in received[-1]["instances"]])
+    expected = export.run_test_images(load_run(runs[COLOUR]).config, 3)
+    np.testing.assert_array_equal(sent, export.to_pixels(expected))
 
 
 def test_grpc_without_tensorflow_serving_api_says_how_to_install(monkeypatch):

@@ -21,7 +21,7 @@ from hml_vae.runs import load_run
 METADATA_FILE = Path("assets.extra") / "hml_vae_export.json"
 
 
-def export_metadata(run, models, version: int) -> dict:
+def export_metadata(run, models, version: int, image_signatures: bool = True) -> dict:
     """What the SavedModel was made from; kept in ``assets.extra`` (TF Serving ignores it)."""
     from hml_vae import __version__
 
@@ -32,7 +32,7 @@ def export_metadata(run, models, version: int) -> dict:
         "image_shape": list(models.image_shape),
         "latent_dim": models.latent_dim,
         "likelihood": models.likelihood if models.variational else None,
-        "signatures": sorted(expected_signatures(models)),
+        "signatures": sorted(expected_signatures(models, image_signatures)),
         "version": version,
         "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
         "hml_vae_version": __version__,
@@ -63,7 +63,7 @@ class ExportResult:
 def export_run(run_dir: str | Path, name: str, base: str | Path = "saved_models",
                version: int | None = None, overwrite: bool = False,
                models_config: bool = False, serving_base: str = "/models",
-               label: str | None = None) -> ExportResult:
+               label: str | None = None, image_signatures: bool = True) -> ExportResult:
     """Exports a finished run as ``base/name/version`` for TF Serving.
 
     Args:
@@ -77,6 +77,8 @@ def export_run(run_dir: str | Path, name: str, base: str | Path = "saved_models"
             :func:`hml_vae.export.serving_config.stage_models_config`).
         label: a version label (``stable``, ``canary``) pointing at this version in
             models.config (implies ``models_config``).
+        image_signatures: also write the signatures taking PNG/JPEG files and uint8
+            pixels (default).
 
     Returns:
         An :class:`ExportResult`.
@@ -108,8 +110,8 @@ def export_run(run_dir: str | Path, name: str, base: str | Path = "saved_models"
         planned_config = serving_config.plan_models_config(base, name, serving_base,
                                                            version, served, label)
     models = run.load_models()
-    archive = build_archive(models)
-    metadata = export_metadata(run, models, version)
+    archive = build_archive(models, image_signatures)
+    metadata = export_metadata(run, models, version, image_signatures)
 
     created = not model_dir.exists()
     model_dir = versions.prepare_model_dir(base, name)

@@ -191,7 +191,7 @@ def verify_savedmodel(loaded, models, images: np.ndarray) -> dict[str, dict[str,
         ValueError: a signature is missing, takes images of another shape than the models,
             or an output differs beyond the tolerance.
     """
-    expected = expected_signatures(models)
+    expected = expected_signatures(models, bool(set(IMAGE_SIGNATURES) & set(loaded.signatures)))
     missing = expected - set(loaded.signatures)
     if missing:
         raise ValueError(f"the SavedModel lacks the signatures {sorted(missing)}; it has "
