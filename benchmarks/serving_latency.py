@@ -1,11 +1,23 @@
 """Benchmark: latency of an exported model's ``serving_default`` signature, loaded with
 tf.saved_model.load (what TF Serving runs, minus its network and batching layers), for a
-batch of 1 and of 256 images: median and 99th percentile. A measurement, not a test.
+batch of 1 and of 256 images: median and 99th percentile; and of one-image requests over
+REST and gRPC sent as floats, uint8 pixels and a PNG file (the image signatures). A
+measurement, not a test.
 
     python benchmarks/serving_latency.py                                   # stacked, vae
     python benchmarks/serving_latency.py --models stacked,conv,vae,conv_vae --repeats 1000
     python benchmarks/serving_latency.py --savedmodel saved_models/fashion_vae/1
     python benchmarks/serving_latency.py --repeats 200 --stem serving_latency_short  # short
+    python benchmarks/serving_latency.py --models vae --limit 500 --repeats 50 \
+        --rounds 3 --requests-per-round 20 --stem serving_latency_quick     # quick
+
+Requests go to hml_vae.export.LocalServer on 127.0.0.1 (TF Serving's REST and gRPC
+predict APIs answering from the SavedModel in TensorFlow's C++ session; the real
+tensorflow_model_server cannot be installed here), each as scripts/serving_client.py sends
+it (JSON encoding or tensor conversion included, one connection per request). They are
+timed in --rounds rounds, each sending --requests-per-round requests of every kind in
+turn (the order rotates from round to round); every round's median and the median over
+all requests are reported, with the commit the numbers were measured at.
 
 Without --savedmodel, each model family is trained with its ``default`` preset (HOML's
 architecture) for one epoch on the first --limit images, exported into a temporary
@@ -50,6 +62,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="timed calls per batch size (default: 500)")
     parser.add_argument("--warmup", type=cli.positive_int, default=20,
                         help="untimed calls first (default: 20)")
+    parser.add_argument("--rounds", type=cli.positive_int, default=5,
+                        help="rounds of REST/gRPC requests (default: 5)")
+    parser.add_argument("--requests-per-round", type=cli.positive_int, default=50,
+                        help="requests of each kind per round (default: 50)")
     parser.add_argument("--results-dir", default=str(ROOT / "benchmarks" / "results"))
     parser.add_argument("--stem", default="serving_latency",
                         help="file name of the results, without suffix")
@@ -103,6 +119,62 @@ def measure(savedmodel: Path, images, warmup: int, repeats: int) -> list[dict]:
     return rows
 
 
+def git_commit() -> str:
+    """The checkout's commit, with ``-dirty`` when it has uncommitted changes."""
+    import subprocess
+
+    def git(*args):
+        return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True,
+                              text=True).stdout.strip()
+
+    commit = git("rev-parse", "--short=12", "HEAD") or "unknown"
+    return commit + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def request_senders(server, image):
+    """{(protocol, kind): a function sending ``image`` (H, W, C) in [0, 1] once}."""
+    from hml_vae import export, serving
+
+    pixels = export.to_pixels(image[None])
+    payloads = {"float32": image[None], "uint8": pixels,
+                "image_bytes": export.encode_png(pixels)}
+    addresses = {"rest": (serving.rest_predict, server.rest_url),
+                 "grpc": (serving.grpc_predict, server.grpc_target)}
+    senders = {}
+    for protocol, (predict, address) in addresses.items():
+        for kind, payload in payloads.items():
+            signature = serving.REQUEST_KINDS[kind][0][0]
+            senders[(protocol, kind)] = (
+                lambda predict=predict, address=address, payload=payload, signature=signature,
+                kind=kind: predict(address, "model", payload, signature, kind=kind))
+    return senders
+
+
+def measure_requests(savedmodel: Path, image, warmup: int, rounds: int, per_round: int):
+    """Per (protocol, kind): every round's median request time and the median over all
+    requests (ms)."""
+    from hml_vae import export
+
+    seconds = {}
+    with export.ServingSession(savedmodel) as session, \
+            export.LocalServer({"model": session}) as server:
+        senders = request_senders(server, image)
+        keys = list(senders)
+        for key in keys:
+            seconds[key] = []
+            for _ in range(warmup):
+                senders[key]()
+        for round_index in range(rounds):
+            order = keys[round_index % len(keys):] + keys[:round_index % len(keys)]
+            for key in order:
+                seconds[key].append([senders[key]()[1] for _ in range(per_round)])
+    return [{"protocol": protocol, "kind": kind,
+             "round_medians_ms": [1000 * statistics.median(times) for times in rounds_],
+             "median_ms": 1000 * statistics.median([t for times in rounds_ for t in times]),
+             "requests": sum(len(times) for times in rounds_)}
+            for (protocol, kind), rounds_ in seconds.items()]
+
+
 def export_trained(model: str, limit: int, directory: Path) -> Path:
     """Trains ``model`` (default preset, one epoch on ``limit`` images) and exports it."""
     from hml_vae.export import export_run
@@ -120,6 +192,7 @@ def to_markdown(report: dict) -> str:
     lines = [
         "# Serving latency: `serving_default` via `tf.saved_model.load`",
         "",
+        f"Commit {report['commit']}, {machine['date']}.",
         f"Machine: {machine['cpu']}, {machine['cpu_count']} CPUs, TensorFlow "
         f"{machine['tensorflow']}, Keras {machine['keras']}, {machine['gpus']} GPUs; load "
         f"average at start {report['load_average']} (a shared machine: compare rows of one "
@@ -138,6 +211,29 @@ def to_markdown(report: dict) -> str:
                 f"{row['p99_ms']:.3f} | {row['mean_ms']:.3f} | "
                 f"{row['images_per_second']:.0f} | "
                 f"{row['median_ms'] / row['batch_size']:.4f} |")
+    lines += [
+        "",
+        "## One-image requests over REST and gRPC",
+        "",
+        f"Commit {report['commit']}. To hml_vae.export.LocalServer on 127.0.0.1 (TF "
+        f"Serving's predict APIs answering from the SavedModel in TensorFlow's C++ "
+        f"session), as scripts/serving_client.py sends them: one connection per request, "
+        f"encoding included. {report['rounds']} rounds of {report['requests_per_round']} "
+        f"requests of each kind after {report['warmup']} warm-up requests; float32 goes "
+        f"to serving_default, uint8 to reconstruct_uint8, a PNG file to "
+        f"reconstruct_image_bytes.",
+        "",
+        "| model | protocol | sent as | median ms per round | median ms | / float32 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, rows in report["requests"].items():
+        floats = {row["protocol"]: row["median_ms"] for row in rows
+                  if row["kind"] == "float32"}
+        for row in rows:
+            rounds = ", ".join(f"{value:.2f}" for value in row["round_medians_ms"])
+            lines.append(f"| {name} | {row['protocol']} | {row['kind']} | {rounds} | "
+                         f"{row['median_ms']:.2f} | "
+                         f"{row['median_ms'] / floats[row['protocol']]:.2f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -151,7 +247,7 @@ def main(argv=None) -> None:
     keras.utils.set_random_seed(0)
     images = data_lib.load_dataset("fashion_mnist", limit=max(BATCH_SIZES) * 6).test.images
     load_average = [round(value, 2) for value in os.getloadavg()]
-    results = {}
+    results, requests = {}, {}
     with tempfile.TemporaryDirectory() as scratch:
         if args.savedmodel:
             targets = {args.savedmodel: Path(args.savedmodel)}
@@ -166,9 +262,16 @@ def main(argv=None) -> None:
             for row in results[name]:
                 print(f"{name} batch {row['batch_size']}: median {row['median_ms']:.3f} ms, "
                       f"p99 {row['p99_ms']:.3f} ms", file=sys.stderr)
-    report = {"machine": describe_machine(), "load_average": load_average,
-              "warmup": args.warmup, "repeats": args.repeats, "models_note": note,
-              "results": results}
+            requests[name] = measure_requests(path, images[0], args.warmup, args.rounds,
+                                              args.requests_per_round)
+            for row in requests[name]:
+                print(f"{name} {row['protocol']} {row['kind']}: rounds "
+                      f"{[round(value, 2) for value in row['round_medians_ms']]} ms, median "
+                      f"{row['median_ms']:.2f} ms", file=sys.stderr)
+    report = {"commit": git_commit(), "machine": describe_machine(),
+              "load_average": load_average, "warmup": args.warmup, "repeats": args.repeats,
+              "models_note": note, "results": results, "rounds": args.rounds,
+              "requests_per_round": args.requests_per_round, "requests": requests}
     results_dir = Path(args.results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
     (results_dir / f"{args.stem}.json").write_text(json.dumps(report, indent=2) + "\n")

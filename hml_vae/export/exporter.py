@@ -106,7 +106,6 @@ def export_run(run_dir: str | Path, name: str, base: str | Path = "saved_models"
     served = sorted(set(on_disk) | {version})
     planned_config = None
     if models_config:  # read and checked before anything is written
-        versions.check_base(base, serving_config.MODELS_CONFIG)
         planned_config = serving_config.plan_models_config(base, name, serving_base,
                                                            version, served, label)
     models = run.load_models()

@@ -218,11 +218,11 @@ def sample_codings(models, images: np.ndarray) -> np.ndarray:
 
 
 def format_shape(tensor_shape) -> str:
-    """A ``TensorShapeProto`` as saved_model_cli prints it: ``(-1, 28, 28, 1)``, ``()``."""
+    """A ``TensorShapeProto`` as saved_model_cli prints it: ``(-1, 28, 28, 1)``, ``(-1)``,
+    ``()``."""
     if tensor_shape.unknown_rank:
         return "unknown_rank"
-    dims = [str(dim.size) for dim in tensor_shape.dim]
-    return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
+    return "(" + ", ".join(str(dim.size) for dim in tensor_shape.dim) + ")"
 
 
 def describe_signatures(savedmodel_dir: str | Path) -> str:
