@@ -21,9 +21,11 @@ later step fails, the new version is removed again and the error says so.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 from hml_vae import cli
+from hml_vae.errors import Interrupted
 from hml_vae.runs import check_finished
 
 
@@ -62,9 +64,13 @@ def main(argv=None) -> None:
 
     from hml_vae.export import export_run  # imports TensorFlow: after validation
 
-    result = export_run(args.run_dir, args.name, args.base, args.version, args.overwrite,
-                        args.models_config, args.serving_base, args.label,
-                        args.image_signatures)
+    try:
+        result = export_run(args.run_dir, args.name, args.base, args.version,
+                            args.overwrite, args.models_config, args.serving_base, args.label,
+                            args.image_signatures)
+    except KeyboardInterrupt:  # export_run has taken back whatever it wrote
+        raise Interrupted("the export was stopped; nothing was published, run the same "
+                          "command again to export.", signal.SIGINT) from None
     print(f"exported {args.run_dir} as {args.name} version {result.version}: {result.path}")
     if result.models_config:
         labelled = f" (label {args.label} -> {result.version})" if args.label else ""
