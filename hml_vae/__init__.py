@@ -13,6 +13,10 @@ import os
 # users need; keep warnings and errors. Must be set before TensorFlow is imported.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from hml_vae import compile_cache  # noqa: E402
+
+compile_cache.enable()
+
 from hml_vae import layers  # noqa: E402, F401  (registers the custom layers)
 
 __version__ = "0.2.0"

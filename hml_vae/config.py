@@ -28,6 +28,7 @@ from hml_vae.data import BINARIZATIONS, COLORS, STREAMING
 
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 OPTIMIZERS = ("nadam", "adam", "sgd")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 MIN_IMAGE_SIDE = 8
 
 
@@ -125,6 +126,10 @@ class Config:
                                       "(1 is Keras' default)", positive=True)
     jit_compile: bool | None = option(None, "compile the training step with XLA",
                                       none="the family's measured choice")
+    precision: str = option(
+        "float32", "Keras dtype policy of training: mixed_* compute in 16 bits with float32 "
+        "weights; likelihoods, KL and every reported metric stay float32",
+        choices=PRECISIONS)
     make_plots: bool = option(True, "draw the figures (scripts/plot.py draws them later)",
                               flag="--plots")
     # --- Variational autoencoders ---------------------------------------------------------

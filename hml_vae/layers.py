@@ -142,6 +142,8 @@ class KLDivergenceRegularizer(keras.regularizers.Regularizer):
         # (B, units) -> (units,): each unit's mean activation, kept away from 0 and 1
         # where the logarithms diverge.
         epsilon = keras.config.epsilon()
+        # float32 under a mixed precision: 1 - 1e-7 is 1 in bfloat16.
+        activations = ops.cast(activations, "float32")
         mean_activations = ops.clip(ops.mean(activations, axis=0), epsilon, 1.0 - epsilon)
         penalty = self.weight * ops.sum(kl_divergence_bernoulli(self.target, mean_activations))
         # Keras divides activity penalties by the batch each replica sees, B/R, and sums
@@ -207,6 +209,7 @@ class Sampling(keras.layers.Layer):
     """
 
     def __init__(self, beta=1.0, free_bits=0.0, seed=None, deterministic=False, **kwargs):
+        kwargs.setdefault("dtype", "float32")  # the KL in float32 under a mixed precision
         super().__init__(**kwargs)
         if beta is None or not beta >= 0:
             raise ValueError(
@@ -313,6 +316,7 @@ class ReconstructionLoss(keras.layers.Layer):
 
     def __init__(self, likelihood="bernoulli", gaussian_sigma=1.0, learned_sigma="none",
                  image_shape=(28, 28, 1), **kwargs):
+        kwargs.setdefault("dtype", "float32")  # −log p(x|z) in float32 under a mixed precision
         super().__init__(**kwargs)
         check_likelihood(likelihood, gaussian_sigma, learned_sigma)
         self.likelihood = likelihood

@@ -251,14 +251,18 @@ def train_models(config: Config, models, trainer: Trainer):
     """Trains with the family's own procedure, or one ``fit`` of the whole model.
 
     Returns:
-        (the trained bundle, extra metrics, the history for the training curves or None
-        when ``history.json`` already holds it).
+        (the trained bundle, in float32 whatever precision it trained in, extra metrics,
+        the history for the training curves or None when ``history.json`` already holds
+        it).
     """
     family = config.family
-    if family.train is not None:
-        return family.train(config, trainer)
-    trainer.fit_split(models.whole, config.epochs, callbacks=family.callbacks(config))
-    return models, {}, None
+    with families.dtype_policy(config.precision):  # for the models a procedure builds
+        if family.train is not None:
+            models, extra, curves = family.train(config, trainer)
+        else:
+            trainer.fit_split(models.whole, config.epochs, callbacks=family.callbacks(config))
+            extra, curves = {}, None
+    return families.in_float32(config, models), extra, curves
 
 
 def train_and_evaluate(config: Config, run_dir: str | Path) -> dict:

@@ -1,0 +1,432 @@
+"""Each family's book recipe trained by hml_vae and by a plain PyTorch loop of the same
+recipe, on the same machine, alternating, in one run.
+
+    .venv/bin/python benchmarks/vs_pytorch.py                       # the full comparison
+    .venv/bin/python benchmarks/vs_pytorch.py --quick               # seconds: a smoke run
+    .venv/bin/python benchmarks/vs_pytorch.py --families vae conv --epochs 3 --rounds 3
+
+Both sides take the recipe from ``make_config(family, "default")``: layer sizes, batch size,
+optimizer and learning rate; the PyTorch modules mirror hml_vae's layers (same sizes,
+activations, linear outputs, the VAE's likelihood and binarization as the recipe resolves
+them for the images).
+Each round trains a fresh model of every implementation for ``--epochs`` epochs on the
+same training images, alternating which goes first. Reported per run: seconds of every
+epoch, images per second in steady state (median of epochs 2..) and counting the first
+(compiling) epoch (all images over all the time), and the validation loss after the
+epochs, computed the same way on both sides: MSE per pixel for the autoencoders, −ELBO in
+nats per image for the VAE (a Bernoulli decoder's on the validation images binarized once
+with a fixed seed). Ratios are
+hml_vae over PyTorch, per round and the median over every round.
+
+Implementations: ``hml_vae`` (as ``scripts/train.py`` trains), ``torch`` (float32) and
+``torch_bf16`` (the same loop under CPU bfloat16 autocast).
+
+Writes benchmarks/results/vs_pytorch.json and .md (or ``--output DIR``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.machine import describe_machine  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+FAMILIES = ("stacked", "conv", "recurrent", "vae")
+IMPLEMENTATIONS = ("hml_vae", "torch", "torch_bf16")
+
+
+def commit() -> str:
+    """The checked-out commit, with ``-dirty`` when the tree has uncommitted changes."""
+    def git(*args):
+        return subprocess.run(["git", *args], capture_output=True, text=True,
+                              cwd=Path(__file__).parent).stdout.strip()
+    return git("rev-parse", "--short", "HEAD") + ("-dirty" if git("status", "--porcelain")
+                                                  else "")
+
+
+def recipe(family: str, epochs: int, seed: int):
+    from hml_vae.config import make_config
+
+    return make_config(family, "default", epochs=epochs, seed=seed)
+
+
+def fixed_binarization(images: np.ndarray, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (rng.random(images.shape, dtype=np.float32) < images).astype(np.float32)
+
+
+# --- hml_vae ---------------------------------------------------------------------------------
+
+
+def run_hml_vae(family: str, data, epochs: int, seed: int) -> dict:
+    """The family's default recipe as ``scripts/train.py`` builds, compiles and fits it."""
+    import keras
+
+    from hml_vae.evaluation import likelihood_terms
+    from hml_vae.training import build_and_compile, fit_arguments, make_training_data
+
+    config = recipe(family, epochs, seed).for_images(data.image_shape)
+    keras.utils.set_random_seed(seed)
+    models = build_and_compile(config)
+    train, valid = make_training_data(config, data)
+    times, cpu_times = [], []
+
+    class Timer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter(), time.process_time()
+
+        def on_epoch_end(self, epoch, logs=None):
+            times.append(time.perf_counter() - self.started[0])
+            cpu_times.append(time.process_time() - self.started[1])
+
+    models.whole.fit(**fit_arguments(models.whole, train), epochs=epochs, verbose=0,
+                     callbacks=[Timer()], shuffle=False)
+    images = data.valid.images
+    if config.family.variational:
+        if config.binarize == "dynamic":
+            images = fixed_binarization(images, seed)
+        loss = float(np.mean(likelihood_terms(models, images, iwae_samples=1,
+                                              seed=seed)["neg_elbo"]))
+    else:
+        loss = float(np.mean((models.whole.predict(images, verbose=0) - images) ** 2))
+    return {"epoch_seconds": times, "epoch_cpu_seconds": cpu_times,
+            "images_per_epoch": int(train.cardinality()) * config.batch_size,
+            "valid_loss": loss}
+
+
+# --- PyTorch ---------------------------------------------------------------------------------
+
+
+def torch_model(family: str, config, image_shape):
+    """The PyTorch mirror of hml_vae's model of ``family`` (the conv one channels first)."""
+    rows, columns, channels = image_shape
+    pixels = rows * columns * channels
+    relu = nn.ReLU
+
+    def dense_stack(sizes):
+        layers = []
+        for width_in, width_out in zip(sizes, sizes[1:], strict=False):
+            layers += [nn.Linear(width_in, width_out), relu()]
+        return layers
+
+    if family == "stacked":
+        sizes = (pixels, *config.hidden, config.latent_dim)
+        decoder = dense_stack(tuple(reversed(sizes))[:-1]) + [nn.Linear(sizes[1], pixels)]
+        return nn.Sequential(nn.Flatten(), *dense_stack(sizes), *decoder,
+                             nn.Unflatten(1, tuple(image_shape)))
+    if family == "conv":
+        return ConvAutoencoder(config.hidden, config.latent_dim, image_shape)
+    if family == "recurrent":
+        return RecurrentAutoencoder(config.hidden, config.latent_dim, image_shape)
+    if family == "vae":
+        return DenseVAE(config.hidden, config.latent_dim, pixels, config.likelihood,
+                        config.gaussian_sigma)
+    raise ValueError(f"no PyTorch mirror of {family}; choose from {', '.join(FAMILIES)}")
+
+
+class ConvAutoencoder(nn.Module):
+    """Conv 3×3 "same" + ReLU + 2×2 max pooling per filter count, a 3×3 conv to the
+    coding size + global average pooling; a dense layer to the smallest map, then
+    stride-2 transposed convolutions back (linear last), as hml_vae's conv."""
+
+    def __init__(self, filters, latent_dim, image_shape):
+        super().__init__()
+        rows, _, channels = image_shape
+        sizes = [rows]
+        for _ in filters:
+            sizes.append(sizes[-1] // 2)
+        layers, width = [], channels
+        for count in filters:
+            layers += [nn.Conv2d(width, count, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+            width = count
+        layers += [nn.Conv2d(width, latent_dim, 3, padding=1), nn.ReLU(),
+                   nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        self.encoder = nn.Sequential(*layers)
+        self.first = (filters[0], sizes[-1], sizes[-1])
+        self.dense = nn.Linear(latent_dim, filters[0] * sizes[-1] ** 2)
+        outputs = (*reversed(filters[:-1]), channels)
+        layers, width, size = [], filters[0], sizes[-1]
+        for index, count in enumerate(outputs):
+            target = sizes[-2 - index]
+            # Keras "valid" (2s+1) or "same" (2s), as hml_vae's upsample picks.
+            padding, extra = (0, 0) if target == 2 * size + 1 else (1, 1)
+            layers.append(nn.ConvTranspose2d(width, count, 3, stride=2, padding=padding,
+                                             output_padding=extra))
+            if index < len(outputs) - 1:
+                layers.append(nn.ReLU())
+            width, size = count, target
+        self.decoder = nn.Sequential(*layers)
+
+    def forward(self, images):
+        codings = self.encoder(images)
+        return self.decoder(self.dense(codings).view(-1, *self.first))
+
+class RecurrentAutoencoder(nn.Module):
+    """LSTMs over the rows down to the coding (last output), the coding repeated per
+    row, LSTMs back up and a linear layer per row, as hml_vae's recurrent."""
+
+    def __init__(self, hidden, latent_dim, image_shape):
+        super().__init__()
+        rows, columns, channels = image_shape
+        self.rows = rows
+        widths = (columns * channels, *hidden, latent_dim)
+        self.encoder = nn.ModuleList(nn.LSTM(a, b, batch_first=True)
+                                     for a, b in zip(widths, widths[1:], strict=False))
+        back = (latent_dim, *reversed(hidden))
+        self.decoder = nn.ModuleList(nn.LSTM(a, b, batch_first=True)
+                                     for a, b in zip(back, back[1:], strict=False))
+        self.output = nn.Linear(back[-1], columns * channels)
+
+    def forward(self, images):
+        x = images.flatten(2)  # (B, H, W, C) -> (B, H, W·C)
+        for lstm in self.encoder:
+            x, _ = lstm(x)
+        x = x[:, -1:, :].expand(-1, self.rows, -1)
+        for lstm in self.decoder:
+            x, _ = lstm(x)
+        return self.output(x).view(images.shape)
+
+class DenseVAE(nn.Module):
+    """hml_vae's dense VAE: ReLU hidden layers, Gaussian q(z|x), a Bernoulli (logits) or
+    fixed-σ Gaussian (linear means) decoder; forward returns −ELBO per image in nats, with
+    the log-density's constant as hml_vae reports it."""
+
+    def __init__(self, hidden, latent_dim, pixels, likelihood="bernoulli", sigma=1.0):
+        super().__init__()
+        sizes = (pixels, *hidden)
+        encoder = []
+        for a, b in zip(sizes, sizes[1:], strict=False):
+            encoder += [nn.Linear(a, b), nn.ReLU()]
+        self.encoder = nn.Sequential(nn.Flatten(), *encoder)
+        self.mean = nn.Linear(hidden[-1], latent_dim)
+        self.log_var = nn.Linear(hidden[-1], latent_dim)
+        back = (latent_dim, *reversed(hidden))
+        decoder = []
+        for a, b in zip(back, back[1:], strict=False):
+            decoder += [nn.Linear(a, b), nn.ReLU()]
+        self.decoder = nn.Sequential(*decoder, nn.Linear(back[-1], pixels))
+        self.likelihood, self.sigma = likelihood, sigma
+
+    def negative_log_likelihood(self, outputs, flat):
+        if self.likelihood == "bernoulli":
+            return functional.binary_cross_entropy_with_logits(outputs, flat,
+                                                               reduction="none").sum(1)
+        squared = ((flat - outputs) / self.sigma) ** 2
+        constant = flat.shape[1] * (math.log(self.sigma) + 0.5 * math.log(2 * math.pi))
+        return 0.5 * squared.sum(1) + constant
+
+    def forward(self, images):
+        h = self.encoder(images)
+        mean, log_var = self.mean(h), self.log_var(h)
+        z = mean + torch.exp(0.5 * log_var) * torch.randn_like(mean)
+        nll = self.negative_log_likelihood(self.decoder(z).float(), images.flatten(1))
+        kl = -0.5 * torch.sum(1 + log_var - mean.pow(2) - log_var.exp(), dim=1)
+        return nll + kl.float()
+
+
+def torch_optimizer(config, parameters):
+    optimizers = {"nadam": torch.optim.NAdam, "adam": torch.optim.Adam, "sgd": torch.optim.SGD}
+    return optimizers[config.optimizer](parameters, lr=config.learning_rate)
+
+
+def run_torch(family: str, data, epochs: int, seed: int, bfloat16: bool = False) -> dict:
+    """The same recipe as a plain PyTorch loop over batches sliced from in-memory tensors
+    (full batches only, as hml_vae trains)."""
+    torch.manual_seed(seed)
+    config = recipe(family, epochs, seed).for_images(data.image_shape)
+    channels_first = family == "conv"
+    model = torch_model(family, config, data.image_shape)
+    optimizer = torch_optimizer(config, model.parameters())
+    images = torch.from_numpy(data.train.images)
+    if channels_first:
+        images = images.permute(0, 3, 1, 2).contiguous()
+    variational = family == "vae"
+    binarize = variational and config.binarize == "dynamic"
+    batch = config.batch_size
+    steps = len(images) // batch
+    generator = torch.Generator().manual_seed(seed)
+
+    def autocast():
+        return (torch.autocast("cpu", dtype=torch.bfloat16) if bfloat16
+                else contextlib.nullcontext())
+
+    def loss_of(x):
+        with autocast():
+            if variational:
+                return model(x).mean()
+            return torch.mean((model(x).float() - x) ** 2)
+
+    times = []
+    model.train()
+    for _ in range(epochs):
+        started = time.perf_counter()
+        order = torch.randperm(len(images), generator=generator)
+        for step in range(steps):
+            x = images[order[step * batch:(step + 1) * batch]]
+            if binarize:  # as hml_vae trains a Bernoulli VAE
+                x = torch.bernoulli(x, generator=generator)
+            optimizer.zero_grad()
+            loss_of(x).backward()
+            optimizer.step()
+        times.append(time.perf_counter() - started)
+    model.eval()
+    valid = data.valid.images
+    if binarize:
+        valid = fixed_binarization(valid, seed)
+    x = torch.from_numpy(valid)
+    if channels_first:
+        x = x.permute(0, 3, 1, 2).contiguous()
+    with torch.no_grad():
+        valid_loss = float(loss_of(x))
+    return {"epoch_seconds": times, "images_per_epoch": steps * batch,
+            "valid_loss": valid_loss, "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads()}
+
+
+# --- The run ---------------------------------------------------------------------------------
+
+
+def steady_speed(result: dict) -> float:
+    """Images per second over epochs 2.. (median epoch)."""
+    return result["images_per_epoch"] / statistics.median(result["epoch_seconds"][1:])
+
+
+def speed_with_compile(result: dict) -> float:
+    """Images per second over every epoch, the first (compiling) one included."""
+    seconds = result["epoch_seconds"]
+    return result["images_per_epoch"] * len(seconds) / sum(seconds)
+
+
+def run_one(implementation: str, family: str, data, epochs: int, seed: int) -> dict:
+    if implementation == "hml_vae":
+        return run_hml_vae(family, data, epochs, seed)
+    return run_torch(family, data, epochs, seed, bfloat16=implementation == "torch_bf16")
+
+
+def summarize(runs: dict) -> dict:
+    """Per family: each implementation's medians over all rounds, and hml_vae's ratios
+    over each other implementation per round and their median."""
+    summary = {}
+    for family, by_implementation in runs.items():
+        rows = {}
+        for name, results in by_implementation.items():
+            rows[name] = {
+                "steady_images_per_second": statistics.median(map(steady_speed, results)),
+                "images_per_second_with_compile": statistics.median(
+                    map(speed_with_compile, results)),
+                "valid_loss": statistics.median(r["valid_loss"] for r in results),
+            }
+        ratios = {}
+        for name, results in by_implementation.items():
+            if name == "hml_vae":
+                continue
+            ours = by_implementation["hml_vae"]
+            steady = [steady_speed(a) / steady_speed(b) for a, b in zip(ours, results,
+                                                                         strict=True)]
+            compiled = [speed_with_compile(a) / speed_with_compile(b)
+                        for a, b in zip(ours, results, strict=True)]
+            ratios[name] = {"steady_per_round": steady, "steady_median":
+                            statistics.median(steady), "with_compile_per_round": compiled,
+                            "with_compile_median": statistics.median(compiled)}
+        summary[family] = {"implementations": rows, "ratios_of_hml_vae": ratios}
+    return summary
+
+
+def report_lines(report: dict) -> list[str]:
+    protocol = report["protocol"]
+    lines = [
+        "# Each family's book recipe: hml_vae against a plain PyTorch loop", "",
+        f"Commit {report['commit']}, {report['machine']['date']}, "
+        f"{report['machine']['cpu']} ({report['machine']['cpu_count']} cores); load "
+        f"average before {report['load_before']}, after {report['load_after']}. "
+        f"{protocol['train_images']:,} training images, {protocol['epochs']} epochs × "
+        f"{protocol['rounds']} rounds, alternating. Ratios are hml_vae's images/s over the "
+        "other's; each cell gives the median over every round, then every round.", "",
+        "| family | vs | steady state | counting the first epoch | valid loss hml_vae / "
+        "other |",
+        "|---|---|---|---|---|",
+    ]
+    for family, entry in report["summary"].items():
+        ours = entry["implementations"]["hml_vae"]["valid_loss"]
+        for name, ratio in entry["ratios_of_hml_vae"].items():
+            theirs = entry["implementations"][name]["valid_loss"]
+            steady = " / ".join(f"{r:.2f}" for r in ratio["steady_per_round"])
+            compiled = " / ".join(f"{r:.2f}" for r in ratio["with_compile_per_round"])
+            lines.append(
+                f"| {family} | {name} | **{ratio['steady_median']:.2f}×** ({steady}) | "
+                f"**{ratio['with_compile_median']:.2f}×** ({compiled}) | "
+                f"{ours:.4g} / {theirs:.4g} |")
+    lines += ["", "Valid loss: MSE per pixel (autoencoders), −ELBO nats/image (VAE).", ""]
+    return lines
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--limit", type=int, help="train on the first N images")
+    parser.add_argument("--quick", action="store_true",
+                        help="2 epochs, 1 round, 512 images: checks that it runs")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.epochs, args.rounds, args.limit = 2, 1, 512
+    if args.epochs < 2:
+        parser.error("--epochs must be at least 2 (epoch 1 compiles; steady state is 2..)")
+
+    import os
+
+    from hml_vae.data import load_dataset
+
+    load_before = os.getloadavg()
+    data = load_dataset("fashion_mnist", limit=args.limit)
+    runs = {family: {name: [] for name in IMPLEMENTATIONS} for family in args.families}
+    for round_index in range(args.rounds):
+        for family in args.families:
+            order = list(IMPLEMENTATIONS)
+            if round_index % 2:
+                order.reverse()
+            for name in order:
+                result = run_one(name, family, data, args.epochs, round_index)
+                runs[family][name].append(result)
+                print(f"round {round_index + 1} {family} {name}: "
+                      f"{steady_speed(result):,.0f} images/s steady, "
+                      f"{speed_with_compile(result):,.0f} counting compile, "
+                      f"valid loss {result['valid_loss']:.4g}", flush=True)
+    report = {
+        "commit": commit(),
+        "machine": describe_machine(),
+        "load_before": [round(x, 2) for x in load_before],
+        "load_after": [round(x, 2) for x in os.getloadavg()],
+        "protocol": {"epochs": args.epochs, "rounds": args.rounds,
+                     "train_images": len(data.train), "valid_images": len(data.valid),
+                     "families": args.families, "implementations": list(IMPLEMENTATIONS)},
+        "summary": summarize(runs),
+        "runs": runs,
+    }
+    args.output.mkdir(parents=True, exist_ok=True)
+    (args.output / "vs_pytorch.json").write_text(json.dumps(report, indent=2) + "\n")
+    lines = report_lines(report)
+    (args.output / "vs_pytorch.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
