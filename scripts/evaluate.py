@@ -24,6 +24,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("run_dir", help="a run directory written by scripts/train.py")
     parser.add_argument("--iwae-samples", type=cli.positive_int,
                         help="K of the importance-weighted log p(x) (default: the run's)")
+    cli.add_debug_flag(parser)
     return parser.parse_args(argv)
 
 

@@ -19,6 +19,7 @@ from hml_vae.runs import load_run
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("run_dir", type=Path, help="a finished run directory")
+    cli.add_debug_flag(parser)
     return parser.parse_args(argv)
 
 
