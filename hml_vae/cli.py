@@ -15,7 +15,7 @@ import sys
 import typing
 from collections.abc import Callable
 
-from hml_vae.errors import one_line
+from hml_vae.errors import ConfigError, one_line
 
 
 def number_type(convert: Callable[[str], float], expected: str,
@@ -198,7 +198,7 @@ def config_from_args(args: argparse.Namespace):
     """The run's config from parsed :func:`train_parser` arguments.
 
     Raises:
-        ValueError: no --model and no --config, or values no run can use.
+        ConfigError: no --model and no --config, or values no run can use.
     """
     from hml_vae.config import Config, make_config
 
@@ -208,12 +208,12 @@ def config_from_args(args: argparse.Namespace):
     if args.config is not None:
         base = Config.load(args.config)
         if args.preset is not None:
-            raise ValueError("--preset and --config both give the starting values; pass one "
-                             "of them.")
+            raise ConfigError("--preset and --config both give the starting values; pass "
+                              "one of them.", flag="--preset")
     model = values.pop("model") or (base.model if base is not None else None)
     if model is None:
-        raise ValueError("no model given: pass --model NAME (see --help for the families) "
-                         "or --config RUN/config.json.")
+        raise ConfigError("no model given: pass --model NAME (see --help for the families) "
+                          "or --config RUN/config.json.", flag="--model")
     return make_config(model, args.preset or "default", base=base, **values)
 
 

@@ -16,7 +16,7 @@ import json
 import sys
 
 from hml_vae import cli
-from hml_vae.runs import check_finished
+from hml_vae.runs import check_finished, check_writable
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -31,6 +31,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     check_finished(args.run_dir)
+    check_writable(args.run_dir)  # before the evaluation, not when saving its result
 
     from hml_vae.training import evaluate_run  # imports TensorFlow: after validation
 
