@@ -33,8 +33,8 @@ class HmlVaeError(Exception):
     """A mistake the user can fix; the message says what was wrong and what to do.
 
     Args:
-        message: one or more sentences; the file or flag is prefixed when the message
-            does not name it already.
+        message: one or more sentences; the file is prefixed when the message does not
+            name it already (a config value's message names its key or flag itself).
         path: the file or directory concerned, if any.
         flag: the command-line flag (or config key) concerned, if any.
     """
@@ -45,9 +45,8 @@ class HmlVaeError(Exception):
                  flag: str | None = None):
         self.path = None if path is None else os.fspath(path)
         self.flag = flag
-        subject = self.path or flag
-        if subject and subject not in message:
-            message = f"{subject}: {message}"
+        if self.path and self.path not in message:
+            message = f"{self.path}: {message}"
         super().__init__(message)
 
 
