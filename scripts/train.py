@@ -55,8 +55,8 @@ def restart(output: str, task) -> None:
     if task is not None:
         # Workers copy the chief's checkpoint when they start: one of them could resume
         # from what the chief is removing.
-        raise ConfigError(f"cannot be used in a multi-worker cluster (TF_CONFIG is set); "
-                          f"remove {output}.incomplete before starting the workers.",
+        raise ConfigError(f"--restart cannot be used in a multi-worker cluster (TF_CONFIG is "
+                          f"set); remove {output}.incomplete before starting the workers.",
                           flag="--restart")
     discarded = discard_incomplete(output)
     if discarded is not None:

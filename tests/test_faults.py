@@ -3,7 +3,8 @@ naming the right file or flag, the right exit code, and leaves nothing half-writ
 
 Each probe runs a script's command in this process (conftest.call_script: parsing, the
 error boundary, the exit code) on a real run directory that the probe corrupts; the
-read-only probes need a real process without root's power to write anywhere. The IDX
+read-only probes run as the user nobody (a forked process, when the tests run as root,
+whose permissions bypass every mode bit). The IDX
 reader, the config validation and the flag types are also fed malformed inputs by
 hypothesis (profile ``hml_vae``: ``HYPOTHESIS_PROFILE=thorough`` tries more).
 """
@@ -18,13 +19,13 @@ import json
 import math
 import os
 import shutil
-import subprocess
-import sys
+import tempfile
 import typing
+from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, call_script, write_idx
+from conftest import call_script, write_idx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -35,7 +36,7 @@ from hml_vae.data import idx
 from hml_vae.errors import ConfigError, DataError
 
 # Examples per property: fixed, so a CI run tries a known number (the report quotes it).
-settings.register_profile("hml_vae", max_examples=150, deadline=None, database=None,
+settings.register_profile("hml_vae", max_examples=100, deadline=None, database=None,
                           suppress_health_check=[HealthCheck.function_scoped_fixture])
 settings.register_profile("thorough", parent=settings.get_profile("hml_vae"),
                           max_examples=3000)
@@ -64,10 +65,14 @@ def snapshot(directory) -> dict:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """One tiny training run, and a copy of its ``.incomplete`` directory taken just
-    before it was renamed into place: a run killed after training, with its config,
-    history and checkpoint."""
+    """One tiny training run, started with --restart over a stale interrupted run of other
+    settings, and a copy of its ``.incomplete`` directory taken just before it was renamed
+    into place: a run killed after training, with its config, history and checkpoint."""
     run_dir = tmp_path_factory.mktemp("finished") / "run"
+    stale = runs.incomplete_dir(run_dir)
+    (stale / "checkpoints").mkdir(parents=True)
+    config_module.make_config("vae", "tiny").save(stale / "config.json")
+    (stale / "checkpoints" / runs.CHECKPOINT_FILE).write_bytes(b"stale")
     interrupted = tmp_path_factory.mktemp("interrupted") / "run"
     finish = runs.RunWriter.finish
 
@@ -77,8 +82,11 @@ def trained(tmp_path_factory):
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(runs.RunWriter, "finish", copy_then_finish)
-        result = call_script("train.py", *TINY, "--output", run_dir)
+        result = call_script("train.py", *TINY, "--output", run_dir, "--restart")
     assert result.returncode == 0, result.stderr[-3000:]
+    assert f"--restart: removed the interrupted run {stale}" in result.stderr
+    assert "Resuming" not in result.stderr and not stale.exists()
+    assert json.loads((run_dir / "history.json").read_text())["epoch"] == [1]
     assert (runs.incomplete_dir(interrupted) / "checkpoints" / runs.CHECKPOINT_FILE).is_file()
     return run_dir, interrupted
 
@@ -242,7 +250,8 @@ def test_evaluate_calls_an_interrupted_run_interrupted(interrupted_copy):
     assert "has not finished: its training stopped" in line and "resume" in line
 
 
-def test_a_truncated_checkpoint_is_named_and_restart_starts_over(interrupted_copy):
+def test_a_truncated_checkpoint_is_named_and_restart_offered(interrupted_copy):
+    # (--restart itself: the `trained` fixture starts over with it.)
     work_dir = runs.incomplete_dir(interrupted_copy)
     checkpoint = work_dir / "checkpoints" / runs.CHECKPOINT_FILE
     truncate(checkpoint, 4096)
@@ -256,12 +265,18 @@ def test_a_truncated_checkpoint_is_named_and_restart_starts_over(interrupted_cop
     assert "config: {" not in result.stderr  # found before anything else is said
     assert snapshot(work_dir) == before and not interrupted_copy.exists()
 
-    result = call_script("train.py", *TINY, "--output", interrupted_copy, "--restart")
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert f"--restart: removed the interrupted run {work_dir}" in result.stderr
-    assert "Resuming" not in result.stderr
-    assert not work_dir.exists()
-    assert json.loads((interrupted_copy / "history.json").read_text())["epoch"] == [1]
+
+def test_restart_is_refused_in_a_multi_worker_cluster(interrupted_copy, monkeypatch):
+    cluster = {"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},
+               "task": {"type": "worker", "index": 0}}
+    monkeypatch.setenv("TF_CONFIG", json.dumps(cluster))
+    before = snapshot(runs.incomplete_dir(interrupted_copy))
+    result = call_script("train.py", *TINY, "--strategy", "multi_worker", "--restart",
+                         "--output", interrupted_copy)
+    assert result.returncode == 2
+    assert one_error_line(result).startswith("error: --restart cannot be used in a "
+                                             "multi-worker cluster")
+    assert snapshot(runs.incomplete_dir(interrupted_copy)) == before
 
 
 def test_restart_never_removes_a_finished_run(finished_run):
@@ -300,62 +315,71 @@ def test_a_diverged_run_says_so_everywhere_and_its_history_is_json(tmp_path):
         assert "lower --learning-rate" in line and "resume" not in line
 
 
-# --- Read-only places (a real process without the power to write anywhere) -----------------
+# --- Read-only places ------------------------------------------------------------------------
 
-READ_ONLY_PROBES = """
-import json, sys
-from conftest import call_script
-results = []
-for arguments in json.loads(sys.argv[1]):
-    result = call_script(*arguments)
-    results.append([result.returncode, result.stderr])
-print(json.dumps(results))
-"""
+NOBODY = 65534
 
 
-def without_write_permission() -> list[str]:
-    """The command prefix that takes away the power to write where permissions forbid:
-    nothing for a user, for root its DAC override capabilities."""
+def call_scripts_as_nobody(probes: list[list]) -> list[tuple[int, str]]:
+    """(exit code, stderr) of each ``call_script(*probe)``, run by a user who may write
+    only where permissions allow: as root, in a forked process that became ``nobody``
+    (the modules are already imported, so no Python start-up is paid again)."""
     if os.geteuid() != 0:
-        return []
-    setpriv = shutil.which("setpriv")
-    assert setpriv, "setpriv (util-linux) is needed to test read-only places as root"
-    capabilities = "-dac_override,-dac_read_search,-fowner"
-    return [setpriv, f"--bounding-set={capabilities}", f"--inh-caps={capabilities}"]
+        return [(result.returncode, result.stderr)
+                for result in (call_script(*probe) for probe in probes)]
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        status = 1
+        try:
+            os.close(read)
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            results = [(result.returncode, result.stderr)
+                       for result in (call_script(*probe) for probe in probes)]
+            text, status = json.dumps(results), 0
+        except BaseException as error:  # the parent reports it
+            text = json.dumps(repr(error))
+        finally:
+            with os.fdopen(write, "w") as pipe:
+                pipe.write(text)
+            os._exit(status)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        text = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, text
+    return [tuple(result) for result in json.loads(text)]
 
 
-def test_read_only_places_are_one_line_and_nothing_is_written(finished_run, tmp_path):
-    locked = tmp_path / "locked"
+def test_read_only_places_are_one_line_and_nothing_is_written(finished_run):
+    base = Path(tempfile.mkdtemp(prefix="hml_vae-faults-"))  # /tmp: nobody can reach it
+    locked, read_only_run = base / "locked", base / "read-only-run"
     locked.mkdir()
-    read_only_run = tmp_path / "read-only-run"
     shutil.copytree(finished_run, read_only_run)
-    for path in (locked, read_only_run, *read_only_run.iterdir()):
+    paths = [base, locked, read_only_run, *read_only_run.iterdir()]
+    for path in paths:
         path.chmod(0o555 if path.is_dir() else 0o444)
-    probes = [
-        ["train.py", *TINY, "--output", str(locked / "run")],
-        ["train.py", *TINY, "--output", str(locked / "deeper" / "run")],
-        ["evaluate.py", str(read_only_run)],
-        ["plot.py", str(read_only_run)],
-    ]
     before = snapshot(read_only_run)
     try:
-        process = subprocess.run(
-            [*without_write_permission(), sys.executable, "-c", READ_ONLY_PROBES,
-             json.dumps(probes)],
-            capture_output=True, text=True, timeout=300, cwd=REPO,
-            env={**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}"})
-        assert process.returncode == 0, process.stderr[-3000:]
-        results = json.loads(process.stdout.strip().splitlines()[-1])
+        results = call_scripts_as_nobody([
+            ["train.py", *TINY, "--output", locked / "run"],
+            ["train.py", *TINY, "--output", locked / "deeper" / "run"],
+            ["evaluate.py", read_only_run],
+            ["plot.py", read_only_run],
+        ])
+        assert list(locked.iterdir()) == [] and snapshot(read_only_run) == before
     finally:
-        for path in (locked, read_only_run, *read_only_run.iterdir()):
+        for path in paths:
             path.chmod(0o755 if path.is_dir() else 0o644)
+        shutil.rmtree(base)
     expected = [f"cannot create {locked / 'run'}: {locked} is not writable",
                 f"cannot create {locked / 'deeper' / 'run'}: {locked} is not writable",
                 f"{read_only_run} is not writable", f"{read_only_run} is not writable"]
     for (code, stderr), message in zip(results, expected, strict=True):
         assert code == 1 and "Traceback" not in stderr, stderr[-2000:]
         assert message in stderr.strip().splitlines()[-1]
-    assert list(locked.iterdir()) == [] and snapshot(read_only_run) == before
 
 
 # --- Property-based: malformed IDX files -----------------------------------------------------
