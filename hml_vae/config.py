@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 import types
 import typing
 from pathlib import Path
@@ -240,7 +241,7 @@ def _key(field: dataclasses.Field) -> str:
 
 
 def _is_whole(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _has_type(value, annotation) -> bool:
@@ -254,7 +255,8 @@ def _has_type(value, annotation) -> bool:
     if annotation is int:
         return _is_whole(value)
     if annotation is float:  # JSON writes 1.0 as 1
-        return _is_whole(value) or isinstance(value, float)
+        return _is_whole(value) or isinstance(value, numbers.Real) and not isinstance(
+            value, bool)
     if annotation is str:
         return isinstance(value, str)
     if typing.get_origin(annotation) is tuple:
@@ -288,13 +290,12 @@ def check_types(config: Config) -> None:
 
 
 def _positive(value) -> bool:
-    return _is_whole(value) and value > 0 or (isinstance(value, float)
-                                             and math.isfinite(value) and value > 0)
+    """``value > 0`` and finite (a whole number may exceed what a float holds)."""
+    return value > 0 and (_is_whole(value) or math.isfinite(value))
 
 
 def _non_negative(value) -> bool:
-    return _is_whole(value) and value >= 0 or (isinstance(value, float)
-                                              and math.isfinite(value) and value >= 0)
+    return value >= 0 and (_is_whole(value) or math.isfinite(value))
 
 
 def validate(config: Config) -> None:
