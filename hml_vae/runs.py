@@ -225,14 +225,16 @@ def diverged(losses: list) -> bool:
     return any(loss is None or not math.isfinite(loss) for loss in losses)
 
 
-def check_finite_losses(losses: list[float], history_path: Path) -> None:
+def check_finite_losses(losses: list[float], history_path: Path,
+                        start_over: str | None = None) -> None:
     """Raises RunError when training diverged (a loss is NaN or infinite)."""
     if diverged(losses):
+        start_over = start_over or f"remove {history_path.parent} to start over"
         raise RunError(
             f"training diverged: the loss became {losses[-1]} in epoch {len(losses)} "
             f"(TerminateOnNaN stopped it), so no model was saved. Lower --learning-rate or "
-            f"check the data, and train into another --output (or remove "
-            f"{history_path.parent}). Partial history: {history_path}."
+            f"check the data, and train into another --output (or {start_over}). Partial "
+            f"history: {history_path}."
         )
 
 
@@ -329,7 +331,7 @@ class RunWriter:
     def _start_over(self) -> str:
         """How to discard the interrupted run: train.py has --restart, others rm."""
         if isinstance(self.identity, Config):
-            return "pass --restart to discard it and start over"
+            return f"pass --restart to discard {self.work_dir} and start over"
         return f"remove {self.work_dir} to start over"
 
     def _saved_identity(self):
@@ -472,7 +474,8 @@ class RunWriter:
                 f"{self.path('checkpoints')}. Run the same command again to resume.",
                 received.value,
             )
-        check_finite_losses(history.history.get("loss", []), self.history_path(stage))
+        check_finite_losses(history.history.get("loss", []), self.history_path(stage),
+                            self._start_over)
 
 
 # --- The reader -----------------------------------------------------------------------------
@@ -547,7 +550,7 @@ def _divergence(work_dir: Path) -> str | None:
             continue  # unreadable: then it cannot say the run diverged
         if isinstance(losses, list) and diverged(
                 [loss if isinstance(loss, (int, float)) else None for loss in losses]):
-            return f"the loss became NaN or infinite in epoch {len(losses)} (see {path})"
+            return f"the loss became NaN or infinite in epoch {len(losses)}; see {path}"
     return None
 
 
@@ -564,9 +567,9 @@ def check_finished(run_dir: Path) -> None:
         if work_dir.is_dir():
             why = _divergence(work_dir)
             if why is not None:
-                raise refuse(f"{run_dir} has not finished: its training diverged ({why}), so "
-                             f"no model was saved. Train again with a lower --learning-rate "
-                             f"(train.py --restart ... --output {run_dir} replaces it).")
+                raise refuse(f"{run_dir} has not finished: its training diverged, so no "
+                             f"model was saved ({why}). Train again with a lower "
+                             f"--learning-rate, adding --restart to reuse --output {run_dir}.")
             raise refuse(f"{run_dir} has not finished: its training stopped and is in "
                          f"{work_dir}. Run the same train command again to resume it.")
         raise refuse(f"{run_dir} does not exist. Pass the --output directory of a finished "
