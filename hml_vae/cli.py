@@ -15,6 +15,8 @@ import sys
 import typing
 from collections.abc import Callable
 
+from hml_vae.errors import ConfigError, one_line
+
 
 def number_type(convert: Callable[[str], float], expected: str,
                 accept: Callable[[float], bool]) -> Callable[[str], float]:
@@ -88,8 +90,10 @@ def name_list(choices, what: str) -> Callable[[str], tuple[str, ...]]:
 
 # --- Flags generated from the config ------------------------------------------------------
 
+# Every script's flag that shows an error's traceback (read by run_main).
+DEBUG_FLAG = "--debug"
 # Flags of scripts/train.py that are not config fields: what to run, not how.
-RUN_FLAGS = ("--preset", "--config", "--output")
+RUN_FLAGS = ("--preset", "--config", "--output", "--restart", DEBUG_FLAG)
 
 
 def _argument_type(field: dataclasses.Field, annotation) -> Callable | None:
@@ -182,6 +186,10 @@ def train_parser(description: str = "Train one model, evaluate it and write its 
     parser.add_argument("--config", type=str, metavar="RUN/config.json",
                         help="run a saved config again; flags given here override it")
     parser.add_argument("--output", required=True, help="run directory to create")
+    parser.add_argument("--restart", action="store_true",
+                        help="discard the interrupted run in OUTPUT.incomplete (its "
+                        "checkpoints and history) and start over")
+    add_debug_flag(parser)
     add_config_arguments(parser)
     return parser
 
@@ -190,49 +198,91 @@ def config_from_args(args: argparse.Namespace):
     """The run's config from parsed :func:`train_parser` arguments.
 
     Raises:
-        ValueError: no --model and no --config, or values no run can use.
+        ConfigError: no --model and no --config, or values no run can use.
     """
     from hml_vae.config import Config, make_config
 
     values = {key: value for key, value in vars(args).items()
-              if key not in ("preset", "config", "output")}
+              if key not in ("preset", "config", "output", "restart", "debug")}
     base = None
     if args.config is not None:
         base = Config.load(args.config)
         if args.preset is not None:
-            raise ValueError("--preset and --config both give the starting values; pass one "
-                             "of them.")
+            raise ConfigError("--preset and --config both give the starting values; pass "
+                              "one of them.", flag="--preset")
     model = values.pop("model") or (base.model if base is not None else None)
     if model is None:
-        raise ValueError("no model given: pass --model NAME (see --help for the families) "
-                         "or --config RUN/config.json.")
+        raise ConfigError("no model given: pass --model NAME (see --help for the families) "
+                          "or --config RUN/config.json.", flag="--model")
     return make_config(model, args.preset or "default", base=base, **values)
 
 
-def one_line(error: BaseException) -> str:
-    """An error's message on one line (messages that list places join them)."""
-    return " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+# --- The error boundary ---------------------------------------------------------------------
+
+# OSErrors about a path the user gave: their mistake, like a bad flag (exit 2). Any other
+# OSError (a full disk, a lost mount) is a failed command (exit 1).
+USER_OS_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
+                  PermissionError)
+
+
+def add_debug_flag(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Adds ``--debug`` (read by :func:`run_main`) to a script's parser, for its --help."""
+    parser.add_argument(DEBUG_FLAG, action="store_true",
+                        help="on an error, show its traceback, not one line")
+    return parser
+
+
+def debug_requested(argv: list[str]) -> bool:
+    """Whether ``--debug`` is among a script's own arguments (those before ``--``)."""
+    own = argv[: argv.index("--")] if "--" in argv else argv
+    return DEBUG_FLAG in own
+
+
+def os_error_line(error: OSError) -> str:
+    """``PATH: what is wrong`` for an OSError about a file, else its message."""
+    if error.filename is None:
+        return one_line(error)
+    names = " -> ".join(str(name) for name in (error.filename, error.filename2) if name)
+    return f"{names}: {error.strerror or one_line(error)}"
+
+
+def error_line_and_code(error: BaseException) -> tuple[str, int] | None:
+    """(the one line to print, the exit code) for a user's mistake or a failed run, None
+    for an error that is a bug (its traceback is shown)."""
+    from hml_vae.errors import HmlVaeError, Interrupted
+
+    if isinstance(error, Interrupted):
+        return f"interrupted: {one_line(error)}", error.exit_code
+    if isinstance(error, HmlVaeError):
+        return f"error: {one_line(error)}", error.exit_code
+    if isinstance(error, OSError):
+        return f"error: {os_error_line(error)}", 2 if isinstance(error, USER_OS_ERRORS) else 1
+    if isinstance(error, ValueError):  # the library's checks of values it was given
+        return f"error: {one_line(error)}", 2
+    if isinstance(error, KeyboardInterrupt):
+        return ("interrupted; run the same command again to resume from the last finished "
+                "epoch."), 130
+    return None
 
 
 def run_main(main: Callable[[], object]) -> int:
-    """Runs a script's main; a user's mistake becomes one line on stderr and exit code 2
-    (1 for a failed run) instead of a traceback."""
-    from hml_vae.data import DataError
-    from hml_vae.errors import Interrupted, RunError
-
+    """Runs a script's main and returns its exit code: 0, or for a user's mistake or a
+    failed run one line on stderr and the code :mod:`hml_vae.errors` lists (2 for a bad
+    flag, config, data set or path; 1 for a run directory or a run that failed; 128 + N
+    for signal N). With ``--debug`` among the script's arguments the traceback is shown
+    above that line. Other exceptions are bugs and keep their traceback."""
+    debug = debug_requested(sys.argv[1:])
     try:
         main()
-    except (DataError, ValueError, FileNotFoundError) as error:
-        print(f"error: {one_line(error)}", file=sys.stderr)
-        return 2
-    except Interrupted as error:  # before RunError: it is one, with its own exit code
-        print(f"interrupted: {one_line(error)}", file=sys.stderr)
-        return error.exit_code
-    except RunError as error:
-        print(f"error: {one_line(error)}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted; run the same command again to resume from the last finished "
-              "epoch.", file=sys.stderr)
-        return 130
+    except (Exception, KeyboardInterrupt) as error:
+        handled = error_line_and_code(error)
+        if handled is None:
+            raise
+        if debug:
+            import traceback
+
+            traceback.print_exc(file=sys.stderr)
+        line, code = handled
+        print(line, file=sys.stderr)
+        return code
     return 0

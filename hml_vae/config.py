@@ -21,10 +21,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
+import types
+import typing
 from pathlib import Path
 
 from hml_vae import families
 from hml_vae.data import BINARIZATIONS, COLORS, STREAMING
+from hml_vae.errors import ConfigError
 
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 OPTIMIZERS = ("nadam", "adam", "sgd")
@@ -158,8 +162,16 @@ class Config:
             value = getattr(self, name)
             if isinstance(value, list):
                 object.__setattr__(self, name, tuple(value))
-        family = families.get(self.model)
-        for name, value in family.fill(self).items():
+        check_types(self)  # before the family reads any value
+        if self.model not in families.names():
+            raise ConfigError(f"unknown model {self.model!r}; expected one of: "
+                              f"{', '.join(families.names())}.", flag="--model")
+        family = self.family
+        try:
+            filled = family.fill(self)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+        for name, value in filled.items():
             if getattr(self, name) is None:
                 object.__setattr__(self, name, value)
         if self.binarize is None and self.image_shape is not None:
@@ -168,7 +180,7 @@ class Config:
 
     @property
     def family(self) -> families.Family:
-        return families.get(self.model)
+        return families.get(self.model)  # check_types and validate vouch for the name
 
     def for_images(self, image_shape) -> Config:
         """This config bound to images of ``image_shape`` (H, W, C): the family fills in
@@ -186,26 +198,32 @@ class Config:
 
     @classmethod
     def load(cls, path: str | Path) -> Config:
-        """The config saved at ``path``; ValueError naming the file when it is not one."""
+        """The config saved at ``path``.
+
+        Raises:
+            ConfigError: naming the file, when it cannot be read or is no valid config.
+        """
         path = Path(path)
         try:
             values = json.loads(path.read_text())
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path}: not valid JSON ({error}); it is not an hml_vae "
-                             f"config.json.") from None
+        except OSError as error:
+            raise ConfigError(f"{path}: cannot read it ({error.strerror or error}).",
+                              path=path) from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ConfigError(f"{path}: not valid JSON ({' '.join(str(error).split())}); it "
+                              f"is not an hml_vae config.json.", path=path) from None
         if not isinstance(values, dict):
-            raise ValueError(f"{path}: expected a JSON object of config fields.")
+            raise ConfigError(f"{path}: expected a JSON object of config fields.", path=path)
         known = {field.name for field in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(
+            raise ConfigError(
                 f"{path}: unknown config keys {unknown}; this run was written by another "
-                f"version of hml_vae. Known keys: {sorted(known)}."
-            )
+                f"version of hml_vae. Known keys: {sorted(known)}.", path=path)
         try:
             return cls(**values)
-        except ValueError as error:
-            raise ValueError(f"{path}: {error}") from None
+        except ConfigError as error:
+            raise ConfigError(f"{path}: {error}", path=path, flag=error.flag) from None
 
 
 def fields() -> tuple[dataclasses.Field, ...]:
@@ -222,63 +240,124 @@ def _label(name: str) -> str:
     return name.replace("_", " ")
 
 
+def _key(field: dataclasses.Field) -> str:
+    """What names a field for the user: its flag, or its config.json key if it has none."""
+    return flag_name(field) if field.metadata.get("cli", True) else field.name
+
+
+def _is_whole(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _has_type(value, annotation) -> bool:
+    """Whether ``value`` (as read from JSON or given in Python) fits ``annotation``."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return any(_has_type(value, member) for member in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return _is_whole(value)
+    if annotation is float:  # JSON writes 1.0 as 1
+        return _is_whole(value) or isinstance(value, numbers.Real) and not isinstance(
+            value, bool)
+    if annotation is str:
+        return isinstance(value, str)
+    if typing.get_origin(annotation) is tuple:
+        members = typing.get_args(annotation)
+        if not isinstance(value, tuple) or not all(map(_is_whole, value)):
+            return False
+        return members[-1] is Ellipsis or len(value) == len(members)
+    raise TypeError(f"no type check for {annotation}")  # a new kind of field
+
+
+_TYPE_NAMES = {bool: "true or false", int: "a whole number", float: "a number", str: "text",
+               type(None): "null"}
+
+
+def _type_text(annotation) -> str:
+    members = typing.get_args(annotation) if typing.get_origin(annotation) in (
+        typing.Union, types.UnionType) else (annotation,)
+    return " or ".join(_TYPE_NAMES.get(member, "a list of whole numbers")
+                       for member in members)
+
+
+def check_types(config: Config) -> None:
+    """Raises ConfigError naming the first field whose value has the wrong type (a string
+    for a number, a list of floats for layer sizes, ...)."""
+    hints = typing.get_type_hints(Config)
+    for field in fields():
+        value = getattr(config, field.name)
+        if not _has_type(value, hints[field.name]):
+            raise ConfigError(f"{_label(field.name)} must be {_type_text(hints[field.name])}, "
+                              f"got {value!r}.", flag=_key(field))
+
+
+def _positive(value) -> bool:
+    """``value > 0`` and finite (a whole number may exceed what a float holds)."""
+    return value > 0 and (_is_whole(value) or math.isfinite(value))
+
+
+def _non_negative(value) -> bool:
+    return value >= 0 and (_is_whole(value) or math.isfinite(value))
+
+
 def validate(config: Config) -> None:
-    """Raises ValueError for any value no run could use, before anything is trained."""
+    """Raises ConfigError, naming the flag, for any value no run could use, before
+    anything is trained."""
+    check_types(config)
     for field in fields():
         value = getattr(config, field.name)
         choices = field_choices(field)
         if choices is not None and value is not None and value not in choices:
-            raise ValueError(f"unknown {_label(field.name)} {value!r}; expected one of: "
-                             f"{', '.join(map(str, choices))}.")
+            raise ConfigError(f"unknown {_label(field.name)} {value!r}; expected one of: "
+                              f"{', '.join(map(str, choices))}.", flag=_key(field))
         if value is None or isinstance(value, bool):
             continue
-        if field.metadata.get("positive") and not (
-                isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-            raise ValueError(f"{_label(field.name)} must be a positive number, got {value!r}.")
-        if field.metadata.get("non_negative") and not (
-                isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-            raise ValueError(f"{_label(field.name)} must be >= 0, got {value!r} (0 turns it "
-                             f"off).")
+        if field.metadata.get("positive") and not _positive(value):
+            raise ConfigError(f"{_label(field.name)} must be a positive number, got "
+                              f"{value!r}.", flag=_key(field))
+        if field.metadata.get("non_negative") and not _non_negative(value):
+            raise ConfigError(f"{_label(field.name)} must be >= 0, got {value!r} (0 turns it "
+                              f"off).", flag=_key(field))
         between = field.metadata.get("between")
-        if between and not (isinstance(value, (int, float)) and between[0] < value < between[1]):
+        if between and not between[0] < value < between[1]:
             low, high = between
-            raise ValueError(f"{_label(field.name)} must lie in ({low}, {high}), got "
-                             f"{value!r}; e.g. {flag_name(field)} {field.default}.")
-    for name in ("epochs", "batch_size", "latent_dim", "steps_per_execution", "cpu_replicas",
-                 "fine_tune_epochs", "warmup_epochs", "iwae_samples", "seed"):
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{_label(name)} must be a whole number, got {value!r}.")
-    if config.jit_compile not in (None, True, False):
-        raise ValueError(f"jit_compile must be true, false or null (the family's choice), got "
-                         f"{config.jit_compile!r}.")
-    if not config.hidden or any(isinstance(size, bool) or not isinstance(size, int)
-                                or size <= 0 for size in config.hidden):
-        raise ValueError(f"hidden layer sizes must be positive integers, got "
-                         f"{list(config.hidden)}; e.g. --hidden 100 or --hidden 150,100.")
-    if not isinstance(config.dataset, str) or not config.dataset.strip():
-        raise ValueError(f"dataset must be a data set name such as fashion_mnist or cifar10, "
-                         f"got {config.dataset!r}.")
+            raise ConfigError(f"{_label(field.name)} must lie in ({low}, {high}), got "
+                              f"{value!r}; e.g. {flag_name(field)} {field.default}.",
+                              flag=_key(field))
+    if not config.hidden or any(size <= 0 for size in config.hidden):
+        raise ConfigError(f"hidden layer sizes must be positive integers, got "
+                          f"{list(config.hidden)}; e.g. --hidden 100 or --hidden 150,100.",
+                          flag="--hidden")
+    if not config.dataset.strip():
+        raise ConfigError(f"dataset must be a data set name such as fashion_mnist or "
+                          f"cifar10, got {config.dataset!r}.", flag="--dataset")
     if config.images is not None and config.npz is not None:
-        raise ValueError("--images and --npz name two data sources; pass one of them.")
+        raise ConfigError("--images and --npz name two data sources; pass one of them.",
+                          flag="--images")
     _validate_sizes(config)
     _validate_family_options(config)
-    config.family.check(config)
+    try:
+        config.family.check(config)
+    except ConfigError:
+        raise
+    except ValueError as error:  # the family's own checks (sizes against the images)
+        raise ConfigError(str(error)) from None
 
 
 def _validate_sizes(config: Config) -> None:
     if config.image_size is not None:
         size = config.image_size
-        if (len(size) != 2 or any(isinstance(side, bool) or not isinstance(side, int)
-                                  or side < MIN_IMAGE_SIDE for side in size)):
-            raise ValueError(f"image size must be two whole numbers H,W of at least "
-                             f"{MIN_IMAGE_SIDE}, got {size!r}; e.g. --image-size 32,32.")
+        if min(size) < MIN_IMAGE_SIDE:
+            raise ConfigError(f"image size must be two whole numbers H,W of at least "
+                              f"{MIN_IMAGE_SIDE}, got {size!r}; e.g. --image-size 32,32.",
+                              flag="--image-size")
     if config.image_shape is not None:
         shape = config.image_shape
-        if (len(shape) != 3 or any(isinstance(side, bool) or not isinstance(side, int)
-                                   for side in shape)
-                or min(shape[:2]) < MIN_IMAGE_SIDE or shape[2] not in (1, 3)):
-            raise ValueError(
+        if len(shape) != 3 or min(shape[:2]) < MIN_IMAGE_SIDE or shape[2] not in (1, 3):
+            raise ConfigError(
                 f"image shape must be (H, W, C) with H, W >= {MIN_IMAGE_SIDE} and C = 1 "
                 f"(grayscale) or 3 (colour), got {shape!r}."
             )
@@ -293,10 +372,9 @@ def _validate_family_options(config: Config) -> None:
             continue
         if getattr(config, field.name) != field.default:
             owners = families.families_with_option(field.name)
-            raise ValueError(
+            raise ConfigError(
                 f"{flag_name(field)} does not apply to --model {config.model}; it is an "
-                f"option of {', '.join(owners)}. Leave it out."
-            )
+                f"option of {', '.join(owners)}. Leave it out.", flag=flag_name(field))
 
 
 def flag_name(field: dataclasses.Field) -> str:
@@ -310,16 +388,21 @@ def make_config(model: str = "stacked", preset: str = "default", base: Config | 
     again), then ``overrides`` (None means "keep").
 
     Raises:
-        ValueError: an unknown model or preset, or values no run could use.
+        ConfigError: an unknown model or preset, or values no run could use.
     """
-    family = families.get(model)
+    try:
+        family = families.get(model)
+    except (ValueError, TypeError):  # TypeError: a name that is not even a string
+        raise ConfigError(f"unknown model {model!r}; expected one of: "
+                          f"{', '.join(families.names())}.", flag="--model") from None
     if preset not in family.presets:
-        raise ValueError(f"unknown preset {preset!r} for {model}; expected one of: "
-                         f"{', '.join(family.presets)}.")
+        raise ConfigError(f"unknown preset {preset!r} for {model}; expected one of: "
+                          f"{', '.join(family.presets)}.", flag="--preset")
     if base is not None:
         if base.model != model:
-            raise ValueError(f"the saved config is for --model {base.model}, not {model}; "
-                             f"leave out --model or pass a config of {model}.")
+            raise ConfigError(f"the saved config is for --model {base.model}, not {model}; "
+                              f"leave out --model or pass a config of {model}.",
+                              flag="--model")
         values = base.to_dict()
         values.pop("model")
         values["image_shape"] = None  # set again from the data, which flags may change

@@ -30,13 +30,14 @@ import signal
 import sys
 import threading
 import time
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
 import keras
 
 from hml_vae.config import Config
-from hml_vae.errors import Interrupted, RunError
+from hml_vae.errors import ConfigError, Interrupted, RunDirectoryError, RunError, one_line
 
 INCOMPLETE_SUFFIX = ".incomplete"
 MODEL_FILES = ("model.keras", "encoder.keras", "decoder.keras")
@@ -50,10 +51,22 @@ def incomplete_dir(run_dir: Path) -> Path:
 
 def write_json(path: Path, values) -> None:
     """Writes JSON through a temporary file so a reader never sees half a file. NaN and
-    infinities (a diverged loss) are written as null: bare NaN is not JSON."""
+    infinities (a diverged loss) are written as null: bare NaN is not JSON.
+
+    Raises:
+        RunDirectoryError: naming ``path`` when it cannot be written.
+    """
+    path = Path(path)
     temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(_json_safe(values), indent=2, sort_keys=True) + "\n")
-    temporary.replace(path)
+    text = json.dumps(_json_safe(values), indent=2, sort_keys=True, allow_nan=False) + "\n"
+    try:
+        temporary.write_text(text)
+        temporary.replace(path)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
+        raise RunDirectoryError(f"cannot write {path}: {error.strerror or error}.",
+                                path=path) from None
 
 
 def _json_safe(value):
@@ -67,14 +80,20 @@ def _json_safe(value):
 
 
 def read_json(path: Path, what: str = "file"):
-    """The JSON in ``path``; RunError naming the file when it is missing or not JSON."""
+    """The JSON in ``path``; RunDirectoryError naming the file when it is missing,
+    unreadable or not JSON."""
     try:
         return json.loads(Path(path).read_text())
     except FileNotFoundError:
-        raise RunError(f"{path}: missing; the run directory is incomplete.") from None
+        raise RunDirectoryError(f"{path}: missing; the run directory is incomplete.",
+                                path=path) from None
+    except OSError as error:
+        raise RunDirectoryError(f"{path}: cannot read it ({error.strerror or error}).",
+                                path=path) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise RunError(f"{path}: not a valid {what} ({error}); the file is corrupt. Train "
-                       f"the run again into a new directory.") from None
+        raise RunDirectoryError(
+            f"{path}: not a valid {what} ({one_line(error)}); the file is corrupt. Train the "
+            f"run again into a new directory.", path=path) from None
 
 
 # --- Callbacks the writer puts around every fit ---------------------------------------------
@@ -113,9 +132,40 @@ class HistoryWriter(keras.callbacks.Callback):
         write_json(self.path, self.history)
 
 
+# The weights file keras.callbacks.BackupAndRestore writes (and ``.bkp``, its previous one).
+CHECKPOINT_FILE = "latest.weights.h5"
+
+
+def _readable_weights(path: Path) -> bool:
+    """Whether ``path`` is an HDF5 file that opens (a truncated one does not)."""
+    import h5py
+
+    if not path.is_file():
+        return False
+    try:
+        with h5py.File(path, "r"):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
 class BackupUnlessDiverged(keras.callbacks.BackupAndRestore):
     """``BackupAndRestore`` that does not back up an epoch whose loss is NaN or infinite, so
-    the checkpoint always holds the last epoch that finished sanely."""
+    the checkpoint always holds the last epoch that finished sanely, and that says which
+    file is corrupt when neither generation of the checkpoint can be read."""
+
+    def on_train_begin(self, logs=None):
+        try:
+            super().on_train_begin(logs)  # falls back to the previous generation itself
+        except (OSError, ValueError, KeyError) as error:  # h5py: OSError; wrong layout: others
+            run = Path(self.backup_dir)
+            while run.suffix != INCOMPLETE_SUFFIX and run != run.parent:
+                run = run.parent
+            raise RunDirectoryError(
+                f"{self._weights_path}: the checkpoint of the interrupted run cannot be read "
+                f"({one_line(error)}) and there is no older one to fall back to. Run the same "
+                f"command with --restart to discard {run} and train from the start.",
+                path=self._weights_path) from None
 
     def on_epoch_end(self, epoch, logs=None):
         loss = (logs or {}).get("loss")
@@ -170,14 +220,21 @@ class StopOnSignal(keras.callbacks.Callback):
         self._epoch = epoch + 1
 
 
-def check_finite_losses(losses: list[float], history_path: Path) -> None:
+def diverged(losses: list) -> bool:
+    """Whether a history's losses hold a NaN or infinity (saved as null)."""
+    return any(loss is None or not math.isfinite(loss) for loss in losses)
+
+
+def check_finite_losses(losses: list[float], history_path: Path,
+                        start_over: str | None = None) -> None:
     """Raises RunError when training diverged (a loss is NaN or infinite)."""
-    if any(loss is None or not math.isfinite(loss) for loss in losses):
+    if diverged(losses):
+        start_over = start_over or f"remove {history_path.parent} to start over"
         raise RunError(
             f"training diverged: the loss became {losses[-1]} in epoch {len(losses)} "
             f"(TerminateOnNaN stopped it), so no model was saved. Lower --learning-rate or "
-            f"check the data, and train into another --output (or remove "
-            f"{history_path.parent}). Partial history: {history_path}."
+            f"check the data, and train into another --output (or {start_over}). Partial "
+            f"history: {history_path}."
         )
 
 
@@ -185,25 +242,58 @@ def check_finite_losses(losses: list[float], history_path: Path) -> None:
 
 
 def check_output(run_dir: Path, what: str = "--output") -> None:
-    """Raises RunError when ``run_dir`` cannot become a new run directory."""
+    """Raises RunDirectoryError when ``run_dir`` cannot become a new run directory."""
     run_dir = Path(run_dir)
+
+    def refuse(message: str):
+        return RunDirectoryError(message, path=run_dir, flag=what)
+
     if run_dir.exists() or run_dir.is_symlink():
         if run_dir.is_dir() and (run_dir / "config.json").exists():
-            raise RunError(f"{run_dir} already exists and holds a finished run. Choose "
-                           f"another {what}, or remove it first to replace it.")
+            raise refuse(f"{run_dir} already exists and holds a finished run. Choose "
+                         f"another {what}, or remove it first to replace it.")
         kind = "a directory" if run_dir.is_dir() else "a file"
-        raise RunError(f"{run_dir} already exists ({kind}); {what} must be a new directory. "
-                       f"Choose another path.")
-    parent = run_dir.absolute().parent
-    existing = parent
-    while not existing.exists():
+        raise refuse(f"{run_dir} already exists ({kind}); {what} must be a new directory. "
+                     f"Choose another path.")
+    existing = run_dir.absolute().parent
+    while not existing.exists() and not existing.is_symlink():
         existing = existing.parent
     if not existing.is_dir():
-        raise RunError(f"cannot create {run_dir}: {existing} is a file, not a directory. "
-                       f"Choose another {what}.")
+        raise refuse(f"cannot create {run_dir}: {existing} is "
+                     f"{'a broken link' if existing.is_symlink() else 'a file'}, not a "
+                     f"directory. Choose another {what}.")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise RunError(f"cannot create {run_dir}: {existing} is not writable. Choose a "
-                       f"{what} in a directory you can write to.")
+        raise refuse(f"cannot create {run_dir}: {existing} is not writable. Choose a "
+                     f"{what} in a directory you can write to.")
+
+
+def check_writable(run_dir: Path) -> None:
+    """Raises RunDirectoryError when the files of a finished run cannot be replaced
+    (before a long evaluation or plotting that would then fail to save)."""
+    run_dir = Path(run_dir)
+    for path in (run_dir, run_dir / "figures"):
+        if path.is_dir() and not os.access(path, os.W_OK | os.X_OK):
+            raise RunDirectoryError(f"{path} is not writable, so the run's results cannot "
+                                    f"be updated; make it writable, or copy the run.",
+                                    path=path)
+
+
+def discard_incomplete(run_dir: Path, what: str = "--output") -> Path | None:
+    """Removes the interrupted run ``<run_dir>.incomplete`` (``--restart``); returns it,
+    or None when there was none. A finished run is never touched."""
+    check_output(run_dir, what)
+    work_dir = incomplete_dir(run_dir)
+    if not work_dir.exists() and not work_dir.is_symlink():
+        return None
+    try:
+        if work_dir.is_dir() and not work_dir.is_symlink():
+            shutil.rmtree(work_dir)
+        else:
+            work_dir.unlink()
+    except OSError as error:
+        raise RunDirectoryError(f"cannot remove {work_dir} for --restart: "
+                                f"{error.strerror or error}.", path=work_dir) from None
+    return work_dir
 
 
 class RunWriter:
@@ -237,29 +327,48 @@ class RunWriter:
         if self.work_dir.exists():
             self._check_resumable()
 
+    @property
+    def _start_over(self) -> str:
+        """How to discard the interrupted run: train.py has --restart, others rm."""
+        if isinstance(self.identity, Config):
+            return f"pass --restart to discard {self.work_dir} and start over"
+        return f"remove {self.work_dir} to start over"
+
     def _saved_identity(self):
         path = self.work_dir / self.identity_file
         if not path.exists():
             return None
-        if isinstance(self.identity, Config):
-            return Config.load(path)
-        return read_json(path, self.identity_file)
+        try:
+            if isinstance(self.identity, Config):
+                return Config.load(path)
+            return read_json(path, self.identity_file)
+        except (ConfigError, RunDirectoryError) as error:
+            raise RunDirectoryError(f"the interrupted run in {self.work_dir} cannot be "
+                                    f"resumed: {error} Or {self._start_over}.",
+                                    path=path) from None
 
     def _check_resumable(self) -> None:
         if not self.work_dir.is_dir():
-            raise RunError(f"{self.work_dir} is a file; remove it or choose another "
-                           f"{self.what}.")
+            raise RunDirectoryError(f"{self.work_dir} is a file; remove it or choose "
+                                    f"another {self.what}.", path=self.work_dir)
         saved = self._saved_identity()
         if saved is None:
-            raise RunError(f"{self.work_dir} exists but holds no {self.identity_file}, so it "
-                           f"is no interrupted run of this command; remove it or choose "
-                           f"another {self.what}.")
+            raise RunDirectoryError(
+                f"{self.work_dir} exists but holds no {self.identity_file}, so it is no "
+                f"interrupted run of this command; {self._start_over}, or choose another "
+                f"{self.what}.", path=self.work_dir)
         if not self.same(saved, self.identity):
-            raise RunError(
+            raise RunDirectoryError(
                 f"{self.work_dir} holds an interrupted run with different settings (see "
                 f"{self.work_dir / self.identity_file}). Run its own command again to "
-                f"resume it, or remove the directory to start over."
-            )
+                f"resume it, or {self._start_over}.", path=self.work_dir)
+        for weights in sorted(self.work_dir.glob(f"checkpoints/**/{CHECKPOINT_FILE}")):
+            if not any(_readable_weights(path) for path in
+                       (weights, weights.with_name(weights.name + ".bkp"))):
+                raise RunDirectoryError(
+                    f"{weights}: the checkpoint of the interrupted run cannot be read (it is "
+                    f"truncated or corrupt) and there is no older one to fall back to; "
+                    f"{self._start_over}.", path=weights)
 
     def start(self) -> RunWriter:
         """Creates the ``.incomplete`` directory, or reopens an interrupted one."""
@@ -271,7 +380,8 @@ class RunWriter:
             try:
                 self.work_dir.mkdir(parents=True)
             except OSError as error:
-                raise RunError(f"cannot create {self.work_dir}: {error.strerror}.") from None
+                raise RunDirectoryError(f"cannot create {self.work_dir}: {error.strerror}.",
+                                        path=self.work_dir) from None
         self.save_identity()
         return self
 
@@ -364,7 +474,8 @@ class RunWriter:
                 f"{self.path('checkpoints')}. Run the same command again to resume.",
                 received.value,
             )
-        check_finite_losses(history.history.get("loss", []), self.history_path(stage))
+        check_finite_losses(history.history.get("loss", []), self.history_path(stage),
+                            self._start_over)
 
 
 # --- The reader -----------------------------------------------------------------------------
@@ -385,10 +496,21 @@ class Run:
     metrics: dict
 
     def load_models(self):
-        """The run's model bundle (encoder, decoder and the trainable whole)."""
+        """The run's model bundle (encoder, decoder and the trainable whole).
+
+        Raises:
+            RunDirectoryError: a model file cannot be loaded (corrupt or truncated).
+        """
         from hml_vae import families
 
-        return families.load_bundle(self.config, self.directory)
+        check_model_files(self.directory)
+        try:
+            return families.load_bundle(self.config, self.directory)
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+            raise RunDirectoryError(
+                f"{self.directory}: its saved models cannot be loaded ({one_line(error)}); "
+                f"a model file is corrupt. Train the run again into a new directory.",
+                path=self.directory) from None
 
     @property
     def models(self):
@@ -407,26 +529,61 @@ class Run:
         return self.directory / "report.md"
 
 
+def check_model_files(run_dir: Path) -> None:
+    """Raises RunDirectoryError naming a ``.keras`` file that is not a zip archive (a
+    truncated copy, an interrupted write), before TensorFlow is asked to load it."""
+    for name in MODEL_FILES:
+        path = Path(run_dir) / name
+        if path.is_file() and not zipfile.is_zipfile(path):
+            raise RunDirectoryError(
+                f"{path}: not a readable .keras file ({path.stat().st_size} bytes, not a "
+                f"zip archive): it is truncated or corrupt. Train the run again into a new "
+                f"directory, or restore the file from a copy.", path=path)
+
+
+def _divergence(work_dir: Path) -> str | None:
+    """Where an unfinished run's loss became NaN or infinite, or None."""
+    for path in sorted(work_dir.glob("history*.json")):
+        try:
+            losses = json.loads(path.read_text()).get("loss", [])
+        except (OSError, ValueError, AttributeError):
+            continue  # unreadable: then it cannot say the run diverged
+        if isinstance(losses, list) and diverged(
+                [loss if isinstance(loss, (int, float)) else None for loss in losses]):
+            return f"the loss became NaN or infinite in epoch {len(losses)}; see {path}"
+    return None
+
+
 def check_finished(run_dir: Path) -> None:
-    """Raises RunError saying why ``run_dir`` is not a finished run, and what to do."""
+    """Raises RunDirectoryError saying why ``run_dir`` is not a finished run, and what to
+    do."""
     run_dir = Path(run_dir)
+
+    def refuse(message: str):
+        return RunDirectoryError(message, path=run_dir)
+
     if not run_dir.exists():
-        if incomplete_dir(run_dir).exists():
-            raise RunError(
-                f"{run_dir} has not finished: its training stopped and is in "
-                f"{incomplete_dir(run_dir)}. Run the same train command again to resume it."
-            )
-        raise RunError(f"{run_dir} does not exist. Pass the --output directory of a "
-                       f"finished scripts/train.py run.")
+        work_dir = incomplete_dir(run_dir)
+        if work_dir.is_dir():
+            why = _divergence(work_dir)
+            if why is not None:
+                raise refuse(f"{run_dir} has not finished: its training diverged, so no "
+                             f"model was saved ({why}). Train again with a lower "
+                             f"--learning-rate, adding --restart to reuse --output {run_dir}.")
+            raise refuse(f"{run_dir} has not finished: its training stopped and is in "
+                         f"{work_dir}. Run the same train command again to resume it.")
+        raise refuse(f"{run_dir} does not exist. Pass the --output directory of a finished "
+                     f"scripts/train.py run.")
     if not run_dir.is_dir():
-        raise RunError(f"{run_dir} is not a directory; expected a run directory.")
+        raise refuse(f"{run_dir} is not a directory; expected a run directory.")
     if not (run_dir / "config.json").exists():
-        raise RunError(f"{run_dir} has no config.json: it is not an hml_vae run directory.")
+        raise refuse(f"{run_dir} has no config.json: it is not an hml_vae run directory.")
     missing = [name for name in (*MODEL_FILES, "history.json", "metrics.json")
                if not (run_dir / name).exists()]
     if missing:
-        raise RunError(f"{run_dir} is incomplete: missing {', '.join(missing)}. Train it again "
-                       f"into a new --output directory.")
+        raise refuse(f"{run_dir} is incomplete: missing {', '.join(missing)}. Train it again "
+                     f"into a new --output directory.")
+    check_model_files(run_dir)
 
 
 def load_run(run_dir: str | Path) -> Run:
@@ -440,7 +597,7 @@ def load_run(run_dir: str | Path) -> Run:
     try:
         config = Config.load(run_dir / "config.json")
     except ValueError as error:
-        raise RunError(str(error)) from None
+        raise RunDirectoryError(str(error), path=run_dir / "config.json") from None
     return Run(directory=run_dir, config=config,
                history=read_json(run_dir / "history.json", "history"),
                metrics=read_json(run_dir / "metrics.json", "metrics file"))

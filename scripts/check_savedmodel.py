@@ -42,6 +42,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="test images to run through each signature (default: 8)")
     parser.add_argument("--data-dir", help="where the run's data set is, when not where "
                         "the run found it")
+    cli.add_debug_flag(parser)
     return parser.parse_args(argv)
 
 

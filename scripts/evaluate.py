@@ -16,7 +16,7 @@ import json
 import sys
 
 from hml_vae import cli
-from hml_vae.runs import check_finished
+from hml_vae.runs import check_finished, check_writable
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -24,12 +24,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("run_dir", help="a run directory written by scripts/train.py")
     parser.add_argument("--iwae-samples", type=cli.positive_int,
                         help="K of the importance-weighted log p(x) (default: the run's)")
+    cli.add_debug_flag(parser)
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
     check_finished(args.run_dir)
+    check_writable(args.run_dir)  # before the evaluation, not when saving its result
 
     from hml_vae.training import evaluate_run  # imports TensorFlow: after validation
 

@@ -50,6 +50,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--serving-base", default="/models",
                         help="where the server sees BASE, for models.config base_path "
                         "(default: /models, the Docker image's)")
+    cli.add_debug_flag(parser)
     return parser.parse_args(argv)
 
 

@@ -32,6 +32,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="worker processes (default: 2)")
     parser.add_argument("--timeout", type=cli.positive_float,
                         help="stop every worker and fail after S seconds (default: no limit)")
+    cli.add_debug_flag(parser)
     args = parser.parse_args(argv[:split])
     args.train_args = argv[split + 1:]
     if not args.train_args:

@@ -13,18 +13,20 @@ import sys
 from pathlib import Path
 
 from hml_vae import api, cli
-from hml_vae.runs import load_run
+from hml_vae.runs import check_writable, load_run
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("run_dir", type=Path, help="a finished run directory")
+    cli.add_debug_flag(parser)
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
     run = load_run(args.run_dir)
+    check_writable(run.directory)
     failures = api.plot(run.directory)
     for name, why in failures.items():
         print(f"warning: figure {name} could not be made: {why}", file=sys.stderr)

@@ -78,6 +78,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "(default: 64)")
     parser.add_argument("--validation-fraction", type=fraction,
                         help="share of each budget used for early stopping (default: 0.2)")
+    cli.add_debug_flag(parser)
     return parser.parse_args(argv)
 
 

@@ -75,6 +75,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--output", default="reconstructions.png",
                         help="PNG of originals and reconstructions (default: "
                         "reconstructions.png)")
+    cli.add_debug_flag(parser)
     return parser.parse_args(argv)
 
 

@@ -17,7 +17,8 @@ Every flag but --preset, --config and --output is a field of hml_vae.config.Conf
 (--help lists them with their defaults). The run directory holds config.json, model.keras,
 encoder.keras, decoder.keras, history.json, metrics.json, figures/ and report.md; it
 appears only when the run has finished. Re-running the same command after an interruption
-resumes at the last finished epoch.
+resumes at the last finished epoch; --restart discards the interrupted run and starts over.
+On an error the command prints one line (--debug: the traceback too) and exits non-zero.
 """
 
 from __future__ import annotations
@@ -31,8 +32,10 @@ def main(argv=None) -> None:
     args = cli.train_parser(__doc__.split("\n")[0]).parse_args(argv)
     config = cli.config_from_args(args)
     # TF_CONFIG and the strategy options, checked before training starts.
-    distribute.resolve_strategy(config.strategy, distribute.read_tf_config(),
-                                config.cpu_replicas)
+    task = distribute.read_tf_config()
+    distribute.resolve_strategy(config.strategy, task, config.cpu_replicas)
+    if args.restart:
+        restart(args.output, task)
 
     from hml_vae.training import train_and_evaluate
 
@@ -42,6 +45,22 @@ def main(argv=None) -> None:
         return
     print(summary(metrics))
     print(f"run directory: {args.output}")
+
+
+def restart(output: str, task) -> None:
+    """--restart: removes OUTPUT.incomplete before training starts over."""
+    from hml_vae.errors import ConfigError
+    from hml_vae.runs import discard_incomplete
+
+    if task is not None:
+        # Workers copy the chief's checkpoint when they start: one of them could resume
+        # from what the chief is removing.
+        raise ConfigError(f"--restart cannot be used in a multi-worker cluster (TF_CONFIG is "
+                          f"set); remove {output}.incomplete before starting the workers.",
+                          flag="--restart")
+    discarded = discard_incomplete(output)
+    if discarded is not None:
+        print(f"--restart: removed the interrupted run {discarded}", file=sys.stderr)
 
 
 def summary(metrics: dict) -> str:

@@ -84,3 +84,54 @@ def test_every_console_command_names_a_script_with_a_console_function():
         assert any(isinstance(node, ast.FunctionDef) and node.name == "console"
                    for node in tree.body), target
         assert "sys.path" not in ast.unparse(tree), f"{target} edits sys.path"
+
+
+def test_each_error_class_has_its_line_and_exit_code():
+    from hml_vae import errors
+
+    cases = [
+        (errors.ConfigError("epochs must be a positive number, got 0.", flag="--epochs"),
+         "error: epochs must be a positive number, got 0.", 2),
+        (errors.DataError("truncated.", path="data/x"), "error: data/x: truncated.", 2),
+        (errors.ServingInputError("images: expected (batch, 28, 28, 1)", flag="images"),
+         "error: images: expected (batch, 28, 28, 1)", 2),
+        (errors.RunDirectoryError("runs/a does not exist.", path="runs/a"),
+         "error: runs/a does not exist.", 1),
+        (errors.RunError("training diverged"), "error: training diverged", 1),
+        (errors.Interrupted("SIGTERM stopped training", 15),
+         "interrupted: SIGTERM stopped training", 143),
+        (PermissionError(13, "Permission denied", "runs/a/metrics.json"),
+         "error: runs/a/metrics.json: Permission denied", 2),
+        (OSError(28, "No space left on device", "runs/a/model.keras"),
+         "error: runs/a/model.keras: No space left on device", 1),
+        (ValueError("two\n  lines"), "error: two lines", 2),
+        (KeyboardInterrupt(), "interrupted; run the same command again to resume from the "
+         "last finished epoch.", 130),
+    ]
+    for error, line, code in cases:
+        assert cli.error_line_and_code(error) == (line, code)
+    assert cli.error_line_and_code(KeyError("bug")) is None  # a bug keeps its traceback
+
+
+def test_run_main_prints_one_line_and_debug_the_traceback_too(capsys, monkeypatch):
+    from hml_vae.errors import RunDirectoryError
+
+    def main():
+        raise RunDirectoryError("not a readable .keras file", path="runs/a/model.keras")
+
+    monkeypatch.setattr("sys.argv", ["evaluate.py", "runs/a"])
+    assert cli.run_main(main) == 1
+    assert capsys.readouterr().err == (
+        "error: runs/a/model.keras: not a readable .keras file\n")
+    monkeypatch.setattr("sys.argv", ["evaluate.py", "runs/a", "--debug"])
+    assert cli.run_main(main) == 1
+    stderr = capsys.readouterr().err
+    assert stderr.startswith("Traceback (most recent call last)")
+    assert stderr.endswith("error: runs/a/model.keras: not a readable .keras file\n")
+    with pytest.raises(KeyError):
+        cli.run_main(lambda: {}["bug"])
+
+
+def test_debug_after_the_separator_belongs_to_the_command_run():
+    assert cli.debug_requested(["--workers", "2", "--debug", "--", "--model", "vae"])
+    assert not cli.debug_requested(["--workers", "2", "--", "--model", "vae", "--debug"])

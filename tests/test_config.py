@@ -105,3 +105,26 @@ def test_a_corrupt_config_file_names_the_file(tmp_path):
     path.write_text("{not json")
     with pytest.raises(ValueError, match=f"{path}: not valid JSON"):
         Config.load(path)
+
+
+@pytest.mark.parametrize(
+    ("values", "message", "flag"),
+    [
+        ({"epochs": "many"}, "epochs must be a whole number, got 'many'", "--epochs"),
+        ({"epochs": 2.5}, "epochs must be a whole number, got 2.5", "--epochs"),
+        ({"learning_rate": "fast"}, "learning rate must be a number", "--learning-rate"),
+        ({"hidden": [16, 8.5]}, r"hidden must be a list of whole numbers", "--hidden"),
+        ({"hidden": 16}, r"hidden must be a list of whole numbers", "--hidden"),
+        ({"make_plots": 1}, "make plots must be true or false", "--plots"),
+        ({"model": ["vae"]}, r"model must be text, got \['vae'\]", "--model"),
+        ({"model": "gan"}, "unknown model 'gan'", "--model"),
+        ({"image_shape": [28, 28]}, "image shape must be", None),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_a_config_error_naming_its_flag(values, message, flag):
+    from hml_vae.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message) as raised:
+        Config(**{"model": "stacked", **values})
+    if flag is not None:
+        assert raised.value.flag == flag

@@ -8,10 +8,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from hml_vae.data.pipeline import make_pipeline, stream_pipeline
-
-
-class DataError(ValueError):
-    """A data set that is missing, corrupt or asked for in a way we cannot serve."""
+from hml_vae.errors import DataError  # its home is hml_vae.errors; imported from here too
 
 
 class Split:

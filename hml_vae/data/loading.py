@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 
 import numpy as np
 
@@ -247,6 +248,11 @@ def load_dataset(
                 f"TFDS_DATA_DIR instead, or pass a folder of images as images=.")
         source = open_tfds(dataset, download, image_size, color)
     plan = homl_plan(source, limit) if is_idx else plan_splits(source, limit)
+    available = len(plan["train"][1])
+    if limit is not None and limit > available:
+        # Not an error (a smoke command works on any data set), but never silent.
+        print(f"note: limit {limit:,} (--limit) is more than the {available:,} training "
+              f"images of {source.name}; training on all {available:,}.", file=sys.stderr)
     sizes = {name: len(indices) for name, (_, indices) in plan.items()}
     streamed = choose_streaming(streaming, sizes, source.image_shape, always_fits=is_idx)
     splits = _build_splits(source, plan, streamed, binarize, seed)
