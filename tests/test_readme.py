@@ -27,7 +27,7 @@ PYTHON = ".venv/bin/python"
 
 # Commands run exactly as the README shows them, in this order (each needs the ones before).
 CHEAP = [
-    "scripts/train.py --model vae --preset tiny --limit 500 --output runs/smoke",
+    "scripts/train.py --model vae --preset tiny --limit 500 --no-plots --output runs/smoke",
     "scripts/evaluate.py runs/smoke --iwae-samples 1000",
     "scripts/plot.py runs/smoke",
     "scripts/train.py --help",
