@@ -154,7 +154,9 @@ def moved_run(tmp_path_factory, fashion_raw):
     run = root / "run"
     result = call_script("train.py", "--model", "stacked", "--preset", "tiny", "--epochs", "5",
                          "--learning-rate", "1e-12", "--patience", "1", "--limit", "300",
-                         "--no-plots", "--data-dir", original, "--output", run)
+                         # 2-D codings: its latent map needs no t-SNE, the slow figure.
+                         "--latent-dim", "2", "--no-plots", "--data-dir", original,
+                         "--output", run)
     assert result.returncode == 0, result.stderr[-2000:]
     trained = json.loads((run / "metrics.json").read_text())
     moved = root / "elsewhere"
