@@ -69,8 +69,9 @@ def run_setup(name: str, script: str, before: list[str], train_args: list[str],
                             cwd=REPO)
     wall = time.perf_counter() - started
     if result.returncode != 0:
-        raise RuntimeError(f"{name} failed ({result.returncode}):\n"
-                           f"{(result.stdout + result.stderr)[-3000:]}")
+        print((result.stdout + result.stderr)[-3000:], file=sys.stderr)
+        raise RuntimeError(f"{name} failed with exit code {result.returncode}; its output's "
+                           f"end is printed above.")
     history = json.loads((run_dir / "history.json").read_text())
     metrics = json.loads((run_dir / "metrics.json").read_text())
     seconds = history["epoch_seconds"]

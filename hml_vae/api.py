@@ -52,23 +52,30 @@ def train(model: str | None = None, *, output: str | Path, preset: str = "defaul
     return load_run(output)
 
 
-def evaluate(run_dir: str | Path, iwae_samples: int | None = None) -> dict:
-    """Evaluates a finished run again and updates its ``metrics.json``; returns them."""
+def evaluate(run_dir: str | Path, iwae_samples: int | None = None, **locations) -> dict:
+    """Evaluates a finished run again and updates its ``metrics.json``; returns them.
+
+    ``locations`` say where the run's data are now when they moved: ``data_dir=``
+    (IDX files), ``images=`` (a folder), ``npz=`` (a file) or ``download=True``; they win
+    over the places saved in its ``config.json``.
+    """
     from hml_vae.training import evaluate_run
 
-    return evaluate_run(run_dir, iwae_samples)
+    return evaluate_run(run_dir, iwae_samples, **locations)
 
 
-def plot(run_dir: str | Path) -> dict[str, str]:
+def plot(run_dir: str | Path, **locations) -> dict[str, str]:
     """Redraws a finished run's figures and ``report.md`` from its saved models.
+
+    ``locations``: as for :func:`evaluate`.
 
     Returns:
         The figures that could not be made, with the reason.
     """
     from hml_vae.plots import plot_run
-    from hml_vae.training import load_data
+    from hml_vae.training import load_run_data
 
     run = load_run(run_dir)
     config = dataclasses.replace(run.config, make_plots=True)
-    data, config = load_data(config)
+    data, config = load_run_data(config, **locations)
     return plot_run(run.directory, config, run.models, data, run.history, run.metrics)

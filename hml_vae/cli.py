@@ -166,6 +166,34 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                            help=help_text)
 
 
+def add_data_location_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags that say where a finished run's data are now (scripts/evaluate.py,
+    scripts/plot.py): ``--data-dir``, ``--images``, ``--npz``, ``--download``. Each wins
+    over the place saved in the run's config.json."""
+    from hml_vae import config as config_module
+    from hml_vae.training import DATA_LOCATIONS
+
+    group = parser.add_argument_group(
+        "where the run's data are now (default: where it was trained, from its config.json)")
+    fields = {field.name: field for field in config_module.fields()}
+    for name, flag in DATA_LOCATIONS.items():
+        help_text = fields[name].metadata["help"].replace("%", "%%")
+        if name == "download":
+            group.add_argument(flag, dest=name, action="store_const", const=True,
+                               default=None, help=help_text)
+        else:
+            group.add_argument(flag, dest=name, metavar=flag[2:].upper().replace("-", "_"),
+                               help=help_text)
+
+
+def data_locations(args: argparse.Namespace) -> dict:
+    """The :func:`add_data_location_arguments` values given on the command line."""
+    from hml_vae.training import DATA_LOCATIONS
+
+    return {name: getattr(args, name) for name in DATA_LOCATIONS
+            if getattr(args, name) is not None}
+
+
 def config_flags() -> dict[str, str]:
     """{flag: config field} of every generated flag."""
     from hml_vae import config as config_module

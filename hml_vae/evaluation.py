@@ -56,7 +56,7 @@ def evaluate(config, models, data) -> dict:
 
 # --- Variational autoencoders -------------------------------------------------------------
 #
-# All numbers are in nats per image (DESIGN.md). The functions take any latent-variable
+# All numbers are in nats per image (docs/vae.md, eq. 13). The functions take any latent-variable
 # model with two methods, which both VAEModels and LinearGaussianModel provide:
 #   posterior(images) -> (z_mean, z_log_var) NumPy arrays (N, latent_dim) of q(z|x);
 #   log_likelihood(images, z) -> (N,) tensor log p(x|z), written with keras.ops so that
@@ -185,7 +185,7 @@ def likelihood_terms(model, images, iwae_samples: int = 100, seed: int = 0,
     """Per-image terms of −ELBO and the importance-weighted estimate of −log p(x).
 
     With K samples z_k ~ q(z|x): the reconstruction NLL is −mean_k log p(x|z_k), the KL is
-    closed-form (lecture eq. 2), and ``−log p(x) ≈ −log (1/K) Σ_k p(x, z_k)/q(z_k|x)``
+    closed-form (docs/vae.md, eq. 10), and ``−log p(x) ≈ −log (1/K) Σ_k p(x, z_k)/q(z_k|x)``
     (log-sum-exp), which is ≥ −ELBO in expectation and tends to −log p(x) as K grows.
 
     Args:
@@ -239,8 +239,8 @@ def amortization_gap(model, images, steps: int = 100, learning_rate: float = 0.0
     """How much ELBO the encoder leaves on the table: per-image refinement of q(z|x).
 
     Starting from the encoder's (μ_i, log σ²_i), each image's own variational parameters
-    are refined by gradient ascent on its ELBO with the decoder fixed: the lecture's E-step
-    done by optimization instead of amortized inference. The ascent uses Adam with a
+    are refined by gradient ascent on its ELBO with the decoder fixed: EM's E-step done by
+    optimization instead of amortized inference (docs/vae.md, eq. 8). The ascent uses Adam with a
     learning rate decaying to a tenth, on a fixed set of ``samples`` reparameterized draws
     (a deterministic objective, so Adam settles instead of jittering on gradient noise).
     The ELBO before and after is estimated on other, common draws (``eval_samples``), so

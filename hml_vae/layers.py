@@ -187,7 +187,7 @@ class Sampling(keras.layers.Layer):
     """Draws ``z = μ + exp(½ log σ²)·ε``, ε ~ N(0, I), and adds ``β·KL(q(z|x) || N(0, I))``.
 
     The reparameterization trick: the randomness is in ε only, so gradients of the loss
-    reach μ and log σ² (and the encoder). The KL term (lecture eq. 2) is averaged over the
+    reach μ and log σ² (and the encoder). The KL term (docs/vae.md, eq. 10) is averaged over the
     batch, in nats per image, multiplied by β and added with ``self.add_loss``. β lives in
     a non-trainable variable (``layer.beta``) so :class:`hml_vae.families.vae.BetaWarmup`
     can anneal it during ``fit``. The unweighted KL is tracked as the metric ``kl``.
@@ -308,7 +308,7 @@ class ReconstructionLoss(keras.layers.Layer):
         likelihood: ``bernoulli`` (decoder outputs logits) or ``gaussian`` (decoder outputs
             means; the NLL includes the ``D/2 log(2πσ²)`` constant, D = H·W·C).
         gaussian_sigma: the fixed σ of a Gaussian decoder, or the initial value of a
-            learned σ. σ = 1 is the lecture's eq. 3.
+            learned σ (docs/vae.md, eq. 12).
         learned_sigma: ``none``, ``global`` (one learned log σ) or ``pixel`` (one per
             pixel).
         image_shape: shape of one image, for the per-pixel log σ.
@@ -379,5 +379,5 @@ def check_likelihood(likelihood, gaussian_sigma=1.0, learned_sigma="none") -> No
     if gaussian_sigma is None or not gaussian_sigma > 0:
         raise ValueError(
             f"the Gaussian decoder's sigma must be > 0, got {gaussian_sigma!r}; 1.0 is the "
-            f"lecture's eq. 3."
+            f"default (docs/vae.md, eq. 12)."
         )

@@ -26,7 +26,7 @@ def _sum_per_example(values):
 
 
 def kl_divergence(z_mean, z_log_var):
-    """KL(q(z|x) || N(0, I)) for a diagonal Gaussian q (lecture eq. 2), per image.
+    """KL(q(z|x) || N(0, I)) for a diagonal Gaussian q (docs/vae.md, eq. 10), per image.
 
     ``KL = -1/2 Σ_l (1 + log σ_l² − σ_l² − μ_l²)``.
 
@@ -71,10 +71,10 @@ def bernoulli_nll(images, logits):
 
 
 def gaussian_nll(images, means, log_sigma=0.0, include_constant=True):
-    """−log p(x|z) of a Gaussian decoder with standard deviation σ (lecture eq. 3).
+    """−log p(x|z) of a Gaussian decoder with standard deviation σ (docs/vae.md, eq. 12).
 
     ``1/2 Σ (x − x̂)²/σ² + Σ log σ + D/2 log 2π`` over the D pixels, i.e. with a single
-    σ: ``1/2 Σ (x − x̂)²/σ² + D/2 log(2πσ²)``. The lecture's loss ``1/2 Σ (x − x̂)²`` is
+    σ: ``1/2 Σ (x − x̂)²/σ² + D/2 log(2πσ²)``. The loss ``1/2 Σ (x − x̂)²`` is
     the case σ = 1 (``log_sigma=0``) with ``include_constant=False``; only the version with
     the constant is a log-density, comparable across σ and with importance weights.
 

@@ -148,6 +148,16 @@ def verbosity() -> int:
     return 1 if sys.stdout.isatty() else 2  # 2: one line per epoch in logs
 
 
+def early_stopping(config: Config) -> list[keras.callbacks.Callback]:
+    """``--patience N``: stop a fit after N epochs without a lower validation loss and keep
+    its best weights. Its count is not checkpointed: a resumed fit counts from where it
+    resumed."""
+    if not config.early_stopping_patience:
+        return []
+    return [keras.callbacks.EarlyStopping(patience=config.early_stopping_patience,
+                                          restore_best_weights=True)]
+
+
 @dataclasses.dataclass
 class Trainer:
     """What a family's own training procedure (``Family.train``) may use: the run's
@@ -172,7 +182,8 @@ class Trainer:
         history = model.fit(
             **fit_arguments(model, train, valid), epochs=epochs,
             # Family callbacks first: what they add to the logs (β) reaches the history.
-            callbacks=[*callbacks, *self.writer.callbacks(stage)],
+            callbacks=[*callbacks, *self.writer.callbacks(stage),
+                       *early_stopping(self.config)],
             shuffle=False,  # the pipeline shuffles, with the run's seed
             verbose=verbosity(),
         )
@@ -231,6 +242,75 @@ def load_data(config: Config):
     if config.binarize != "none":
         data = data.binarized(config.binarize, config.seed)
     return data, config
+
+
+# Where a finished run's images are, when they are no longer where it was trained: each
+# flag replaces the location of one kind of source (scripts/evaluate.py, scripts/plot.py).
+DATA_LOCATIONS = {"data_dir": "--data-dir", "images": "--images", "npz": "--npz",
+                  "download": "--download"}
+
+
+def source_kind(config: Config) -> str:
+    """``images``, ``npz``, ``idx`` or ``tfds``: the kind of source the config reads."""
+    if config.images is not None:
+        return "images"
+    if config.npz is not None:
+        return "npz"
+    return "idx" if config.dataset in data_lib.IDX_DATASETS else "tfds"
+
+
+def relocate_data(config: Config, **locations) -> Config:
+    """``config`` with its data source moved: the locations given (not None) replace the
+    saved ones, so a run whose data moved can be evaluated and plotted again.
+
+    Args:
+        locations: ``data_dir`` (IDX files), ``images`` (a folder), ``npz`` (a file),
+            ``download`` (IDX or tensorflow-datasets). Each must fit the run's kind of
+            source: a location never turns a run into one of other data.
+
+    Raises:
+        ValueError: an unknown location, or one for another kind of source.
+    """
+    unknown = sorted(set(locations) - set(DATA_LOCATIONS))
+    if unknown:
+        raise ValueError(f"unknown data locations {unknown}; expected {sorted(DATA_LOCATIONS)}.")
+    given = {name: value for name, value in locations.items() if value is not None}
+    kind = source_kind(config)
+    fits = {"data_dir": ("idx",), "images": ("images",), "npz": ("npz",),
+            "download": ("idx", "tfds")}
+    trained_on = {"images": f"the image folder {config.images}", "npz": f"the file {config.npz}",
+                  "idx": f"the IDX files of {config.dataset}",
+                  "tfds": f"tensorflow-datasets {config.dataset!r}"}[kind]
+    right_flag = {"images": "--images FOLDER", "npz": "--npz FILE", "idx": "--data-dir DIR",
+                  "tfds": "TFDS_DATA_DIR (or --download)"}[kind]
+    for name in given:
+        if kind not in fits[name]:
+            raise ValueError(f"{DATA_LOCATIONS[name]} does not fit this run: it was trained on "
+                             f"{trained_on}; give its new place with {right_flag}.")
+    return dataclasses.replace(config, **given) if given else config
+
+
+def load_run_data(config: Config, **locations):
+    """:func:`load_data` for a finished run's saved ``config``, with its data source moved
+    by ``locations`` (:func:`relocate_data`); ValueError when the images found there do not
+    have the run's image shape."""
+    try:
+        data, bound = load_data(relocate_data(config, **locations))
+    except data_lib.DataError as error:
+        if any(value is not None for value in locations.values()):
+            raise
+        flag = {"images": "--images", "npz": "--npz", "idx": "--data-dir"}.get(
+            source_kind(config))
+        if flag is None:
+            raise
+        raise data_lib.DataError(f"{error} If the run's data moved, give their new place with "
+                                 f"{flag}.") from None
+    if config.image_shape is not None and tuple(data.image_shape) != tuple(config.image_shape):
+        raise ValueError(
+            f"the images of {data.source} are {'×'.join(map(str, data.image_shape))}, but the "
+            f"run was trained on {'×'.join(map(str, config.image_shape))} images; point the "
+            f"data location at the run's own data set.")
+    return data, bound
 
 
 def check_family_can_train(config: Config, data, distribution) -> None:
@@ -347,13 +427,14 @@ def train_and_evaluate(config: Config, run_dir: str | Path) -> dict:
     return metrics
 
 
-def evaluate_run(run_dir: str | Path, iwae_samples: int | None = None) -> dict:
+def evaluate_run(run_dir: str | Path, iwae_samples: int | None = None, **locations) -> dict:
     """Reloads a finished run, evaluates it again and updates its ``metrics.json``
     atomically (keys not recomputed, such as training times, are kept).
 
     Args:
         run_dir: a directory written by :func:`train_and_evaluate`.
         iwae_samples: K for the importance-weighted estimate (default: the run's config).
+        locations: where the run's data are now (:func:`relocate_data`), when they moved.
 
     Returns:
         The updated metrics.
@@ -362,8 +443,9 @@ def evaluate_run(run_dir: str | Path, iwae_samples: int | None = None) -> dict:
     config = run.config
     if iwae_samples is not None:
         config = dataclasses.replace(config, iwae_samples=iwae_samples)  # validates K
-    data, config = load_data(config)
+    data, config = load_run_data(config, **locations)
     keras.utils.set_random_seed(config.seed)
-    metrics = {**run.metrics, **evaluate(config, run.load_models(), data)}
+    metrics = {**run.metrics, **evaluate(config, run.load_models(), data),
+               "data_source": data.source}  # where the data were read this time
     write_json(run.directory / "metrics.json", metrics)
     return metrics

@@ -143,6 +143,7 @@ def test_nothing_anywhere_names_every_place_and_every_way(tmp_path, monkeypatch)
     with pytest.raises(DataError) as caught:
         data_lib.load_dataset("fashion_mnist")
     message = str(caught.value)
+    assert "\n" not in message  # one line, in a notebook too
     for expected in ("--data-dir and HML_VAE_DATA_DIR", "no-debian", "dataset-fashion-mnist",
                      "no-tfds", "not prepared", "--download", "TFDS_DATA_DIR"):
         assert expected in message

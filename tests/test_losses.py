@@ -57,14 +57,15 @@ def test_bernoulli_nll_is_finite_for_confident_logits():
     np.testing.assert_allclose(nll, [400.0], rtol=1e-6)  # two confident mistakes
 
 
-def test_gaussian_nll_sigma_one_without_constant_is_the_lecture_loss():
+def test_gaussian_nll_sigma_one_without_constant_is_half_the_squared_error():
     images = np.full((1, 784), 0.5, np.float32)
     means = np.zeros((1, 784), np.float32)
-    lecture = 0.5 * 784 * 0.25
+    half_squared_error = 0.5 * 784 * 0.25
     np.testing.assert_allclose(
-        losses.gaussian_nll(images, means, 0.0, include_constant=False), [lecture], rtol=1e-6
+        losses.gaussian_nll(images, means, 0.0, include_constant=False), [half_squared_error],
+        rtol=1e-6
     )
-    with_constant = lecture + 784 / 2 * math.log(2 * math.pi)
+    with_constant = half_squared_error + 784 / 2 * math.log(2 * math.pi)
     np.testing.assert_allclose(losses.gaussian_nll(images, means, 0.0), [with_constant],
                                rtol=1e-6)
 

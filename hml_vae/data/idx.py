@@ -160,11 +160,8 @@ def read_idx_directory(directory: str | os.PathLike) -> dict[str, np.ndarray]:
 # --- Sources ---------------------------------------------------------------------------
 
 
-# --- Sources ---------------------------------------------------------------------------
-
-
 def missing_data_message(name: str, searched: list[str]) -> str:
-    """Every place searched for ``name`` and every way to get it, one per line."""
+    """Every place searched for ``name`` and every way to get it, on one line."""
     package = DEBIAN_PACKAGES.get(name)
     ways = [
         f"pass --data-dir DIR (or set {DATA_DIR_VARIABLE}=DIR) for a directory holding the four "
@@ -176,11 +173,9 @@ def missing_data_message(name: str, searched: list[str]) -> str:
         "with network access: pass --download to fetch it with tensorflow-datasets, or point "
         "TFDS_DATA_DIR at a prepared tensorflow-datasets directory"
     )
-    lines = [f"Data set {name!r} not found. Searched, in order:"]
-    lines += [f"  - {place}" for place in searched]
-    lines.append("To get it:")
-    lines += [f"  {number}. {way}" for number, way in enumerate(ways, start=1)]
-    return "\n".join(lines)
+    return (f"Data set {name!r} not found. Searched, in order: {'; '.join(searched)}. "
+            f"To get it: " + "; ".join(f"({number}) {way}"
+                                       for number, way in enumerate(ways, start=1)) + ".")
 
 
 def load_raw(
