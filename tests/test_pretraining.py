@@ -43,8 +43,8 @@ def greedy_run(tmp_path_factory):
     seen = {}
     original = training.Trainer.fit_arrays
 
-    def recording_fit_arrays(self, model, inputs, valid_inputs, stage=None):
-        history = original(self, model, inputs, valid_inputs, stage)
+    def recording_fit_arrays(self, model, inputs, valid_inputs, stage=None, **options):
+        history = original(self, model, inputs, valid_inputs, stage, **options)
         seen[stage] = (inputs.copy(), model)
         return history
 

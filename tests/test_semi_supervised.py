@@ -302,13 +302,13 @@ def test_an_interrupted_experiment_resumes_with_the_next_cell(script, encoder_ru
             "--epochs", "1", "--head", "16", "--output", output]
     run_cell, cells_run = semi.run_cell, []
 
-    def signalled_run_cell(source, arrays, settings, seed, num_classes):
+    def signalled_run_cell(source, arrays, settings, seed, num_classes, log_dir):
         cells_run.append(seed)
         if len(cells_run) == 1:  # Ctrl-C while the first cell trains
             # Only inside the writer's stop_on_signal: otherwise pytest itself would stop.
             assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler
             os.kill(os.getpid(), signal.SIGINT)
-        return run_cell(source, arrays, settings, seed, num_classes)
+        return run_cell(source, arrays, settings, seed, num_classes, log_dir)
 
     monkeypatch.setattr(semi, "run_cell", signalled_run_cell)
     code, stderr = run_in_process(script, capsys, *argv)
