@@ -60,18 +60,18 @@ def prune_events(directory: Path, first_step: int) -> None:
     from tensorboard.compat.proto.event_pb2 import Event
 
     for path in event_files(directory):
-        records = list(RawEventFileLoader(str(path)).Load())
-        events = [Event.FromString(record) for record in records]
-        kept = [record for record, event in zip(records, events, strict=True)
+        records = [(record, Event.FromString(record))
+                   for record in RawEventFileLoader(str(path)).Load()]
+        kept = [(record, event) for record, event in records
                 if not event.HasField("summary") or event.step < first_step]
         if len(kept) == len(records):
             continue
-        if not any(Event.FromString(record).HasField("summary") for record in kept):
+        if not any(event.HasField("summary") for _, event in kept):
             path.unlink()
             continue
         temporary = path.with_name(f".pruning-{os.getpid()}")
         with tf.io.TFRecordWriter(str(temporary)) as writer:
-            for record in kept:
+            for record, _ in kept:
                 writer.write(record)
         temporary.replace(path)
 
