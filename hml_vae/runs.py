@@ -38,6 +38,7 @@ import keras
 
 from hml_vae.config import Config
 from hml_vae.errors import ConfigError, Interrupted, RunDirectoryError, RunError, one_line
+from hml_vae.tensorboard import ScalarLogger
 
 INCOMPLETE_SUFFIX = ".incomplete"
 MODEL_FILES = ("model.keras", "encoder.keras", "decoder.keras")
@@ -422,6 +423,11 @@ class RunWriter:
         path = self.history_path(stage)
         return read_json(path, "history") if path.exists() else {}
 
+    def log_dir(self, stage: str | None = None) -> Path:
+        """TensorBoard logs: ``logs/`` of the run, or ``logs/<stage>`` of one stage."""
+        logs = self.path("logs")
+        return logs if stage is None else logs / stage
+
     # Training ----------------------------------------------------------------------------
 
     @contextlib.contextmanager
@@ -439,8 +445,8 @@ class RunWriter:
         return None if self.stopper is None else self.stopper.received
 
     def callbacks(self, stage: str | None = None) -> list[keras.callbacks.Callback]:
-        """History, checkpoint and NaN stop for one ``fit`` of ``stage``, plus the signal
-        stop when inside :meth:`stop_on_signal`."""
+        """History, TensorBoard scalars, checkpoint and NaN stop for one ``fit`` of
+        ``stage``, plus the signal stop when inside :meth:`stop_on_signal`."""
         # The run's own fit keeps its checkpoint in checkpoints/, each stage of a family's
         # own procedure (greedy levels) in checkpoints/<stage>.
         checkpoints = self.path("checkpoints")
@@ -451,6 +457,7 @@ class RunWriter:
             # in the history that is redone (and rewritten) on resume, never a
             # checkpointed epoch missing from the history.
             HistoryWriter(self.history_path(stage)),
+            ScalarLogger(self.log_dir(stage)),  # flushed before the checkpoint, too
             # Two generations, so a kill while the weights file is written falls back to
             # the previous epoch; kept after fit (deleted by finish()) so that a finished
             # stage is skipped and an interrupted evaluation resumes without retraining.

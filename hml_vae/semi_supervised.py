@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -44,7 +45,9 @@ RESULT_FILES = ("results.json", "results.md", "accuracy_vs_labels.png")
 # while it runs.
 SETTINGS_FILE = "settings.json"
 CELLS_FILE = "cells.json"
-OUTPUT_FILES = (SETTINGS_FILE, *RESULT_FILES)
+# TensorBoard logs: logs/labels_<budget>_seed_<seed>/<method> for each trained method.
+LOGS_DIR = "logs"
+OUTPUT_FILES = (SETTINGS_FILE, *RESULT_FILES, LOGS_DIR)
 # Inverse regularisation strengths tried for the logistic-regression baseline.
 LOGISTIC_C_GRID = (0.01, 0.1, 1.0, 10.0)
 MIN_STEPS_PER_EPOCH = 25
@@ -289,7 +292,7 @@ def training_pipeline(images: np.ndarray, labels: np.ndarray, batch_size: int, s
 
 
 def fit_phase(model, train: tuple, valid: tuple, epochs: int, learning_rate: float,
-              patience: int, batch_size: int, seed: int) -> dict:
+              patience: int, batch_size: int, seed: int, log_dir: Path | None = None) -> dict:
     """Compiles ``model`` (Adam, sparse cross-entropy) and fits it with early stopping on
     the validation loss, ending at the best epoch's weights (or the starting weights if no
     epoch beat them).
@@ -299,19 +302,23 @@ def fit_phase(model, train: tuple, valid: tuple, epochs: int, learning_rate: flo
         train, valid: (images, labels) arrays.
         epochs: at most this many epochs of :func:`steps_per_epoch` batches.
         seed: the order of the batches.
+        log_dir: where TensorBoard logs the phase's losses per epoch (none when None).
 
     Returns:
         {"epochs_run", "best_epoch" (0: the starting weights), "valid_loss"}.
     """
     import keras
 
+    from hml_vae.tensorboard import ScalarLogger
+
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                   loss="sparse_categorical_crossentropy")
     start_loss = cross_entropy(predict_batches(model, valid[0]), valid[1])
     keep_best = _keep_best_callback(start_loss, model.get_weights(), patience)
+    callbacks = [keep_best] if log_dir is None else [keep_best, ScalarLogger(log_dir)]
     model.fit(training_pipeline(*train, batch_size, seed), validation_data=valid,
               epochs=epochs, steps_per_epoch=steps_per_epoch(len(train[1]), batch_size),
-              validation_batch_size=512, callbacks=[keep_best], verbose=0,
+              validation_batch_size=512, callbacks=callbacks, verbose=0,
               shuffle=False)  # the pipeline shuffles, with the seed
     return {"epochs_run": keep_best.epochs_run, "best_epoch": keep_best.best_epoch,
             "valid_loss": keep_best.best_loss}
@@ -374,8 +381,9 @@ def labeled_arrays(data: data_lib.Dataset, split: LabelSplit) -> dict[str, tuple
 
 
 def run_cell(source: EncoderSource, arrays: dict, settings: ExperimentSettings,
-             seed: int, num_classes: int) -> dict[str, dict]:
-    """Trains and tests every method on one labeled subset.
+             seed: int, num_classes: int, log_dir: Path | None = None) -> dict[str, dict]:
+    """Trains and tests every method on one labeled subset; with ``log_dir``, TensorBoard
+    logs each trained method's phase in ``log_dir/<method>``.
 
     Returns:
         {method: {"test_accuracy", "valid_accuracy", "seconds", ...}} for :data:`METHODS`.
@@ -388,9 +396,10 @@ def run_cell(source: EncoderSource, arrays: dict, settings: ExperimentSettings,
         set_encoder_trainable,
     )
 
-    def phase(model, epochs, learning_rate, phase_seed):
+    def phase(model, epochs, learning_rate, phase_seed, method):
         return fit_phase(model, arrays["train"], arrays["valid"], epochs, learning_rate,
-                         settings.patience, settings.batch_size, phase_seed)
+                         settings.patience, settings.batch_size, phase_seed,
+                         None if log_dir is None else Path(log_dir) / method)
 
     def scores(model):
         return {"test_accuracy": accuracy(model, *arrays["test"]),
@@ -415,14 +424,15 @@ def run_cell(source: EncoderSource, arrays: dict, settings: ExperimentSettings,
     keras.utils.set_random_seed(seed)  # the head's initial weights
     classifier = classifier_on(encoder)
     set_encoder_trainable(classifier, False)
-    frozen = phase(classifier, settings.frozen_epochs, settings.frozen_learning_rate, seed)
+    frozen = phase(classifier, settings.frozen_epochs, settings.frozen_learning_rate, seed,
+                   "pretrained_frozen")
     results["pretrained_frozen"] = {**scores(classifier), **frozen,
                                     "seconds": time.perf_counter() - started}
 
     started = time.perf_counter()
     set_encoder_trainable(classifier, True)
     tuned = phase(classifier, settings.fine_tune_epochs, settings.fine_tune_learning_rate,
-                  seed + 1)
+                  seed + 1, "pretrained_fine_tuned")
     results["pretrained_fine_tuned"] = {**scores(classifier), **tuned,
                                         "seconds": time.perf_counter() - started}
 
@@ -430,7 +440,7 @@ def run_cell(source: EncoderSource, arrays: dict, settings: ExperimentSettings,
     keras.utils.set_random_seed(seed)
     scratch = classifier_on(source.fresh())
     trained = phase(scratch, settings.frozen_epochs + settings.fine_tune_epochs,
-                    settings.frozen_learning_rate, seed)
+                    settings.frozen_learning_rate, seed, "scratch")
     results["scratch"] = {**scores(scratch), **trained,
                           "seconds": time.perf_counter() - started}
     return {method: results[method] for method in METHODS}
@@ -601,8 +611,11 @@ def run_budget_seed(experiment: Experiment, budget: int, seed: int) -> list[dict
     data, settings = experiment.data, experiment.settings
     split = choose_labels(data.train.labels, budget, seed, experiment.num_classes,
                           settings.validation_fraction)
+    log_dir = experiment.writer.path(LOGS_DIR) / f"labels_{budget}_seed_{seed}"
+    # An interrupted cell is redone from its start, and so are its logs.
+    shutil.rmtree(log_dir, ignore_errors=True)
     results = run_cell(experiment.source, labeled_arrays(data, split), settings, seed,
-                       experiment.num_classes)
+                       experiment.num_classes, log_dir)
     return [{"budget": budget, "seed": seed, "method": method,
              "train_labels": len(split.train), "valid_labels": len(split.valid), **values}
             for method, values in results.items()]

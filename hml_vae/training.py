@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from hml_vae import data as data_lib
 from hml_vae import distribute, families
@@ -30,6 +31,7 @@ from hml_vae.config import Config
 from hml_vae.evaluation import evaluate
 from hml_vae.plots import plot_run
 from hml_vae.runs import RunWriter, check_output, incomplete_dir, load_run, write_json
+from hml_vae.tensorboard import IMAGE_COUNT, EpochImages, ImageLogger
 
 
 def make_optimizer(config: Config) -> keras.optimizers.Optimizer:
@@ -176,9 +178,21 @@ class Trainer:
     def compile(self, model: keras.Model, loss: str | None = "mse") -> None:
         compile_model(self.config, model, loss)
 
+    def validation_images(self) -> np.ndarray:
+        """The fixed validation images TensorBoard shows reconstructed every epoch."""
+        return self.data.valid.head(IMAGE_COUNT)[0]
+
+    def bundle_images(self, models) -> EpochImages:
+        """TensorBoard's per-epoch images of a model bundle being trained."""
+        return EpochImages.of_bundle(models, self.validation_images(), self.config.seed)
+
     def fit(self, model: keras.Model, train, valid, epochs: int, stage: str | None = None,
-            callbacks=()) -> dict:
-        """``model.fit`` of one stage with the writer's callbacks; returns its history."""
+            callbacks=(), images: EpochImages | None = None) -> dict:
+        """``model.fit`` of one stage with the writer's callbacks; returns its history.
+        ``images``: what TensorBoard shows after each epoch (none when None)."""
+        if images is not None:
+            # Before the writer's checkpoint, so an epoch's images are written with it.
+            callbacks = [*callbacks, ImageLogger(self.writer.log_dir(stage) / "images", images)]
         history = model.fit(
             **fit_arguments(model, train, valid), epochs=epochs,
             # Family callbacks first: what they add to the logs (β) reaches the history.
@@ -191,19 +205,19 @@ class Trainer:
         return history.history
 
     def fit_split(self, model: keras.Model, epochs: int, stage: str | None = None,
-                  callbacks=()) -> dict:
+                  callbacks=(), images: EpochImages | None = None) -> dict:
         """Fits ``model`` to reconstruct the run's training images."""
         train, valid = make_training_data(self.config, self.data, self.replicas)
-        return self.fit(model, train, valid, epochs, stage, callbacks)
+        return self.fit(model, train, valid, epochs, stage, callbacks, images)
 
     def fit_arrays(self, model: keras.Model, inputs, valid_inputs,
-                   stage: str | None = None) -> dict:
+                   stage: str | None = None, images: EpochImages | None = None) -> dict:
         """Fits ``model`` to reconstruct in-memory feature arrays (N, features)."""
         config = self.config
         train = data_lib.make_pipeline(inputs, config.batch_size, shuffle=True,
                                        seed=config.seed, full_batches=True)
         valid = data_lib.make_pipeline(valid_inputs, config.batch_size)
-        return self.fit(model, train, valid, config.epochs, stage)
+        return self.fit(model, train, valid, config.epochs, stage, images=images)
 
     def stage_history(self, stage: str | None = None) -> dict:
         return self.writer.stage_history(stage)
@@ -340,7 +354,8 @@ def train_models(config: Config, models, trainer: Trainer):
         if family.train is not None:
             models, extra, curves = family.train(config, trainer)
         else:
-            trainer.fit_split(models.whole, config.epochs, callbacks=family.callbacks(config))
+            trainer.fit_split(models.whole, config.epochs, callbacks=family.callbacks(config),
+                              images=trainer.bundle_images(models))
             extra, curves = {}, None
     return families.in_float32(config, models), extra, curves
 

@@ -13,6 +13,7 @@ import keras
 import numpy as np
 import pytest
 from conftest import REPO, call_script, load_script, run_script
+from tensorboard_checks import images, scalars, steps, values
 
 from hml_vae import training
 from hml_vae.config import make_config
@@ -20,6 +21,7 @@ from hml_vae.data import load_dataset
 from hml_vae.errors import Interrupted
 from hml_vae.families import greedy
 from hml_vae.runs import RunWriter, incomplete_dir, load_run
+from hml_vae.tensorboard import IMAGE_COUNT
 
 LIMIT = 500
 # The scripts import the package from the checkout under test.
@@ -43,8 +45,8 @@ def greedy_run(tmp_path_factory):
     seen = {}
     original = training.Trainer.fit_arrays
 
-    def recording_fit_arrays(self, model, inputs, valid_inputs, stage=None):
-        history = original(self, model, inputs, valid_inputs, stage)
+    def recording_fit_arrays(self, model, inputs, valid_inputs, stage=None, **options):
+        history = original(self, model, inputs, valid_inputs, stage, **options)
         seen[stage] = (inputs.copy(), model)
         return history
 
@@ -194,6 +196,19 @@ def test_an_interrupted_run_resumes_in_the_level_it_stopped_in(tmp_path, monkeyp
     assert len(curves["fine_tune_loss"]) == 1
     # Fine-tuning the stack end to end improves on the stacked levels.
     assert metrics["valid_mse_per_pixel"] < metrics["stacked_valid_mse_per_pixel"]
+    # TensorBoard: each stage in its own directory, each epoch once across the interruption.
+    logs = run_dir / "logs"
+    assert sorted(path.name for path in logs.iterdir()) == ["fine_tune", "level_0", "level_1"]
+    for stage, epochs in (("level_0", 2), ("level_1", 2), ("fine_tune", 1)):
+        train = scalars(logs / stage / "train")
+        assert steps(train) == {"epoch_loss": list(range(epochs)),
+                                "epoch_learning_rate": list(range(epochs))}
+        assert steps(scalars(logs / stage / "validation")) == {"epoch_loss": list(range(epochs))}
+        np.testing.assert_allclose(values(train, "epoch_loss"), json.loads(
+            (run_dir / f"history_{stage}.json").read_text())["loss"], rtol=1e-6)
+        logged = images(logs / stage / "images")
+        assert steps(logged) == {"reconstructions": list(range(epochs))}
+        assert logged["reconstructions"][-1][1].shape == (2 * 28, IMAGE_COUNT * 28, 1)
 
 
 # --- scripts/pretrain_greedy.py ---------------------------------------------------------

@@ -14,6 +14,7 @@ import keras
 import numpy as np
 import pytest
 from conftest import REPO, call_script, load_script, run_script
+from tensorboard_checks import scalars, steps
 
 from hml_vae import cli, families
 from hml_vae import semi_supervised as semi
@@ -205,6 +206,23 @@ def test_tiny_run_beats_chance_and_writes_all_three_outputs(encoder_run, tmp_pat
     markdown = (output / "results.md").read_text()
     assert "| 100 |" in markdown and "±" in markdown
     assert (output / "accuracy_vs_labels.png").read_bytes()[:4] == b"\x89PNG"
+    # TensorBoard: each trained method's phase, one step per epoch it ran; its best
+    # logged validation loss is the one it kept (unless the starting weights were better).
+    cell = output / "logs" / "labels_100_seed_0"
+    trained = [row for row in rows if row["method"] != "logistic_regression"]
+    assert sorted(path.name for path in cell.iterdir()) == sorted(
+        row["method"] for row in trained)
+    for row in trained:
+        epochs = list(range(row["epochs_run"]))
+        assert steps(scalars(cell / row["method"] / "train")) == {
+            "epoch_loss": epochs, "epoch_learning_rate": epochs}
+        validation = scalars(cell / row["method"] / "validation")
+        assert steps(validation) == {"epoch_loss": epochs}
+        best = min(loss for _, loss in validation["epoch_loss"])
+        if row["best_epoch"]:
+            assert row["valid_loss"] == pytest.approx(best, rel=1e-4)
+        else:
+            assert row["valid_loss"] <= best
 
 
 def run_in_process(script, capsys, *argv):
@@ -302,13 +320,13 @@ def test_an_interrupted_experiment_resumes_with_the_next_cell(script, encoder_ru
             "--epochs", "1", "--head", "16", "--output", output]
     run_cell, cells_run = semi.run_cell, []
 
-    def signalled_run_cell(source, arrays, settings, seed, num_classes):
+    def signalled_run_cell(source, arrays, settings, seed, num_classes, log_dir):
         cells_run.append(seed)
         if len(cells_run) == 1:  # Ctrl-C while the first cell trains
             # Only inside the writer's stop_on_signal: otherwise pytest itself would stop.
             assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler
             os.kill(os.getpid(), signal.SIGINT)
-        return run_cell(source, arrays, settings, seed, num_classes)
+        return run_cell(source, arrays, settings, seed, num_classes, log_dir)
 
     monkeypatch.setattr(semi, "run_cell", signalled_run_cell)
     code, stderr = run_in_process(script, capsys, *argv)

@@ -15,7 +15,7 @@ from hml_vae.data import load_dataset
 from hml_vae.errors import RunError
 
 RUN_FILES = {"config.json", "model.keras", "encoder.keras", "decoder.keras", "history.json",
-             "metrics.json", "report.md", "figures"}
+             "metrics.json", "report.md", "figures", "logs"}
 
 
 def tiny_config(**overrides):

@@ -20,6 +20,7 @@ from hml_vae.families import blocks
 from hml_vae.families.bundle import AutoencoderModels
 from hml_vae.families.family import register
 from hml_vae.families.stacked import TINY_DENSE, build_stacked, dense_family, describe_dense
+from hml_vae.tensorboard import EpochImages
 
 
 def build_level(input_dim: int, units: int, level: int, activation: str = "relu",
@@ -63,10 +64,25 @@ def stack_levels(image_shape, levels: list[keras.Model]) -> AutoencoderModels:
     return models
 
 
+def reconstruct_through(levels: list[keras.Model], level_model: keras.Model):
+    """images -> what the trained ``levels`` and ``level_model`` (the level in training)
+    reconstruct: the levels' encoders, ``level_model``, the levels' decoders in reverse."""
+    def reconstruct(images: np.ndarray) -> np.ndarray:
+        x = images.reshape(len(images), -1)  # (N, H, W, C) -> (N, H·W·C)
+        for level in levels:
+            x = level.layers[1](x)
+        x = level_model(x, training=False)
+        for level in reversed(levels):
+            x = level.layers[2](x)
+        return np.asarray(x).reshape(images.shape)
+
+    return reconstruct
+
+
 def pretrain_levels(trainer, images: np.ndarray, valid_images: np.ndarray,
                     codings: tuple[int, ...]) -> list[keras.Model]:
     """Trains the shallow autoencoders, level k on the codings of level k - 1, each as the
-    run's stage ``level_<k>``."""
+    run's stage ``level_<k>``; TensorBoard shows the images the stack so far reconstructs."""
     inputs = images.reshape(len(images), -1)  # (N, H, W, C) -> (N, H·W·C)
     valid_inputs = valid_images.reshape(len(valid_images), -1)
     levels = []
@@ -75,7 +91,10 @@ def pretrain_levels(trainer, images: np.ndarray, valid_images: np.ndarray,
                             output_activation=None if level == 0 else "relu")
         trainer.log(f"level {level}: {inputs.shape[1]} -> {units} -> {inputs.shape[1]}")
         trainer.compile(model, loss="mse")
-        trainer.fit_arrays(model, inputs, valid_inputs, stage=f"level_{level}")
+        images_shown = EpochImages(trainer.validation_images(),
+                                   reconstruct_through(list(levels), model))
+        trainer.fit_arrays(model, inputs, valid_inputs, stage=f"level_{level}",
+                           images=images_shown)
         levels.append(model)
         # The next level learns to reconstruct this level's codings (deterministic).
         encoder = level_encoder(model)
@@ -109,7 +128,8 @@ def train(config, trainer):
                                    f"level_{level + 1}"))
     if config.fine_tune_epochs:
         trainer.compile(models.whole, loss="mse")
-        trainer.fit_split(models.whole, epochs=config.fine_tune_epochs, stage="fine_tune")
+        trainer.fit_split(models.whole, epochs=config.fine_tune_epochs, stage="fine_tune",
+                          images=trainer.bundle_images(models))
         history = trainer.stage_history("fine_tune")
         curves.update(stage_curves(history, "fine_tune"))
         if history.get("epoch"):
