@@ -22,26 +22,33 @@ class BackendError(ImportError):
     """KERAS_BACKEND names a backend hml_vae cannot run on; the message is one line."""
 
 
-def requested_backend(environ=None) -> str:
-    """The backend Keras will use: ``KERAS_BACKEND`` when set and non-empty (as Keras reads
-    it), else the one an already imported Keras chose, else TensorFlow (Keras' default)."""
+def requested_backend(environ=None, modules=None) -> str:
+    """The backend Keras uses: the one an already imported Keras chose, else
+    ``KERAS_BACKEND`` when set and non-empty (as Keras reads it), else TensorFlow.
+
+    Args:
+        environ: the environment (default ``os.environ``).
+        modules: the imported modules (default ``sys.modules``).
+    """
     environ = os.environ if environ is None else environ
-    if "keras" in sys.modules:
-        return sys.modules["keras"].backend.backend()
+    modules = sys.modules if modules is None else modules
+    if "keras" in modules:
+        return modules["keras"].backend.backend()
     return environ.get("KERAS_BACKEND") or "tensorflow"
 
 
-def check_keras_backend(environ=None, find_spec=importlib.util.find_spec) -> str:
+def check_keras_backend(environ=None, modules=None,
+                        find_spec=importlib.util.find_spec) -> str:
     """The backend Keras will use, or :class:`BackendError` when hml_vae cannot use it.
 
     Args:
-        environ: the environment to read (default ``os.environ``).
+        environ, modules: as :func:`requested_backend`.
         find_spec: how to look a package up without importing it (a test passes its own).
 
     Returns:
         One of :data:`SUPPORTED`.
     """
-    name = requested_backend(environ)
+    name = requested_backend(environ, modules)
     if name not in SUPPORTED:
         raise BackendError(
             f"KERAS_BACKEND={name!r} is not a backend hml_vae runs on; expected one of "
@@ -61,7 +68,7 @@ def require_tensorflow(what: str) -> None:
     name = requested_backend()
     if name != "tensorflow":
         raise ValueError(
-            f"{what} runs on the TensorFlow backend, but KERAS_BACKEND={name!r}; unset "
+            f"{what} needs the TensorFlow backend, but KERAS_BACKEND={name!r}; unset "
             f"KERAS_BACKEND (or set it to tensorflow). Only hml_vae's layers, losses and "
             f"model builders run on {', '.join(SUPPORTED[1:])}."
         )

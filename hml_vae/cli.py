@@ -217,10 +217,12 @@ def one_line(error: BaseException) -> str:
 def run_main(main: Callable[[], object]) -> int:
     """Runs a script's main; a user's mistake becomes one line on stderr and exit code 2
     (1 for a failed run) instead of a traceback."""
+    from hml_vae.backends import require_tensorflow
     from hml_vae.data import DataError
     from hml_vae.errors import Interrupted, RunError
 
     try:
+        require_tensorflow("this script")
         main()
     except (DataError, ValueError, FileNotFoundError) as error:
         print(f"error: {one_line(error)}", file=sys.stderr)
