@@ -2,7 +2,7 @@
 TensorFlow, checked in one process (a backend is chosen once per process, before Keras is
 imported).
 
-    KERAS_BACKEND=jax python tests/backend_checks.py RESULTS.json
+    KERAS_BACKEND=jax python tests/backend_checks.py RESULTS.json SAVED_ON_TENSORFLOW
 
 tests/test_jax_backend.py runs it and turns each entry of RESULTS.json into a test. Each
 check compares with NumPy, or with the model before it was saved; a failed check records
@@ -216,6 +216,20 @@ def kl_sparsity_regularizer_matches_numpy(directory):
     expected = 0.5 * (0.1 * math.log(0.1 / 0.3) + 0.9 * math.log(0.9 / 0.7))
     regularizer = KLDivergenceRegularizer(weight=0.5, target=0.1)
     np.testing.assert_allclose(float(numpy(regularizer(activations))), expected, rtol=1e-5)
+
+
+@check
+def loads_models_saved_on_tensorflow(directory):
+    # Written by tests/test_jax_backend.py on TensorFlow, with its outputs.
+    saved = Path(sys.argv[2])
+    for name in ("tied", "vae"):
+        config = make_config(name, "tiny", image_shape=IMAGE_SHAPE)
+        models = families.load_bundle(config, saved / name)
+        reference = np.load(saved / name / "outputs.npz")
+        np.testing.assert_allclose(models.coding(reference["images"]), reference["codings"],
+                                   rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(models.reconstruct(reference["images"]),
+                                   reference["reconstructions"], rtol=1e-5, atol=1e-6)
 
 
 @check

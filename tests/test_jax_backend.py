@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from conftest import REPO
 
@@ -27,6 +28,7 @@ JAX_CHECKS = (
     "losses_match_numpy",
     "dense_transpose_matches_numpy",
     "kl_sparsity_regularizer_matches_numpy",
+    "loads_models_saved_on_tensorflow",
     "scripts_refuse_this_backend_in_one_line",
 )
 
@@ -40,11 +42,29 @@ def backend_environment(backend: str) -> dict:
     return environment
 
 
+def save_on_tensorflow(directory):
+    """Tiny tied and VAE bundles saved by this (TensorFlow) process, with their outputs."""
+    from autoencoder_checks import digits_images
+
+    from hml_vae.config import make_config
+
+    images = digits_images(8)
+    for name in ("tied", "vae"):
+        models = families.build(make_config(name, "tiny", image_shape=(8, 8, 1)))
+        (directory / name).mkdir()
+        models.save(directory / name)
+        np.savez(directory / name / "outputs.npz", images=images,
+                 codings=models.coding(images), reconstructions=models.reconstruct(images))
+    return directory
+
+
 @pytest.fixture(scope="module")
 def jax_results(tmp_path_factory):
-    results = tmp_path_factory.mktemp("jax") / "results.json"
+    directory = tmp_path_factory.mktemp("jax")
+    saved = save_on_tensorflow(directory)
+    results = directory / "results.json"
     process = subprocess.run(
-        [sys.executable, str(REPO / "tests" / "backend_checks.py"), str(results)],
+        [sys.executable, str(REPO / "tests" / "backend_checks.py"), str(results), str(saved)],
         env=backend_environment("jax"), capture_output=True, text=True, timeout=600)
     assert process.returncode == 0 and results.exists(), process.stderr[-3000:]
     return json.loads(results.read_text())
