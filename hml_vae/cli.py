@@ -299,8 +299,11 @@ def run_main(main: Callable[[], object]) -> int:
     flag, config, data set or path; 1 for a run directory or a run that failed; 128 + N
     for signal N). With ``--debug`` among the script's arguments the traceback is shown
     above that line. Other exceptions are bugs and keep their traceback."""
+    from hml_vae.backends import require_tensorflow
+
     debug = debug_requested(sys.argv[1:])
     try:
+        require_tensorflow("this script")
         main()
     except (Exception, KeyboardInterrupt) as error:
         handled = error_line_and_code(error)

@@ -7,6 +7,10 @@ Sections:
   :class:`KLDivergenceRegularizer` (sparsity).
 - Variational autoencoders: :class:`Sampling` (reparameterization + β·KL with
   ``add_loss``) and :class:`ReconstructionLoss`.
+
+Every layer runs on each Keras backend hml_vae supports (:mod:`hml_vae.backends`): the
+math is ``keras.ops``; only ``Sampling``'s noise has a TensorFlow fast path, and other
+backends draw it with ``keras.random``.
 """
 
 from __future__ import annotations
@@ -22,9 +26,14 @@ from hml_vae import losses
 # --- HOML ch. 17 autoencoders: tied weights and sparsity ----------------------------------
 
 
+def on_tensorflow() -> bool:
+    """Keras runs on TensorFlow (the only backend with ``tf.distribute`` and ``tf.random``)."""
+    return keras.backend.backend() == "tensorflow"
+
+
 def replicas_in_sync() -> int:
     """Replicas that each compute a share of the batch (1 outside ``tf.distribute``)."""
-    if keras.backend.backend() != "tensorflow":
+    if not on_tensorflow():
         return 1
     import tensorflow as tf
 
@@ -177,6 +186,21 @@ def kl_divergence_bernoulli(target, mean_activations):
 # the training history shows the two parts of −ELBO separately.
 # =========================================================================================
 
+def term_tracker(name: str) -> keras.metrics.Mean | None:
+    """The metric a layer updates in ``call`` so that ``fit``'s history shows its loss term;
+    None on JAX, whose compiled training step cannot update a metric a layer owns
+    (keras-team/keras#21639): there the history shows the total loss only."""
+    if keras.backend.backend() == "jax":
+        return None
+    return keras.metrics.Mean(name=name)
+
+
+def track(tracker: keras.metrics.Mean | None, value) -> None:
+    """Adds ``value`` to a :func:`term_tracker` metric (nothing when there is none)."""
+    if tracker is not None:
+        tracker.update_state(value)
+
+
 LIKELIHOODS = ("bernoulli", "gaussian")
 PHILOX = 1  # tf.random.Algorithm.PHILOX, the id the stateful random ops take
 LEARNED_SIGMA = ("none", "global", "pixel")
@@ -190,7 +214,8 @@ class Sampling(keras.layers.Layer):
     reach μ and log σ² (and the encoder). The KL term (docs/vae.md, eq. 10) is averaged over the
     batch, in nats per image, multiplied by β and added with ``self.add_loss``. β lives in
     a non-trainable variable (``layer.beta``) so :class:`hml_vae.families.vae.BetaWarmup`
-    can anneal it during ``fit``. The unweighted KL is tracked as the metric ``kl``.
+    can anneal it during ``fit``. The unweighted KL is tracked as the metric ``kl`` (not on
+    JAX: :func:`term_tracker`).
 
     Args:
         beta: weight of the KL term (1 is the ELBO; β > 1 is a β-VAE).
@@ -225,19 +250,22 @@ class Sampling(keras.layers.Layer):
         self.seed = seed
         self.deterministic = bool(deterministic)
         self.seed_generator = keras.random.SeedGenerator(seed)
-        # Philox state (128-bit counter, 64-bit key) of the one-replica draws, a weight so
-        # it is checkpointed and saved with the model. Seeded by ``seed`` or, without one,
-        # by Python's ``random`` (which keras.utils.set_random_seed seeds).
+        # Philox state (128-bit counter, 64-bit key) of TensorFlow's one-replica draws, a
+        # weight so it is checkpointed and saved with the model. Seeded by ``seed`` or,
+        # without one, by Python's ``random`` (which keras.utils.set_random_seed seeds).
+        # Other backends do not read it but keep it, so a .keras file has the same weights
+        # whichever backend saved it; JAX has no int64 unless x64 is enabled.
         key = seed if seed is not None else random.randrange(1, 2**31)
         self.rng_state = self.add_weight(
-            shape=(3,), dtype="int64", initializer=keras.initializers.Constant([0, 0, key]),
+            shape=(3,), dtype="int64" if on_tensorflow() else "int32",
+            initializer=keras.initializers.Constant([0, 0, key]),
             trainable=False, name="rng_state",
         )
         self.beta = self.add_weight(
             shape=(), initializer=keras.initializers.Constant(self.initial_beta),
             trainable=False, name="beta",
         )
-        self.kl_tracker = keras.metrics.Mean(name="kl")
+        self.kl_tracker = term_tracker("kl")
 
     def call(self, inputs):
         z_mean, z_log_var = inputs
@@ -250,7 +278,7 @@ class Sampling(keras.layers.Layer):
         else:
             penalty = kl
         self.add_loss(ops.cast(self.beta, penalty.dtype) * penalty)
-        self.kl_tracker.update_state(kl)
+        track(self.kl_tracker, kl)
         if self.deterministic:
             return z_mean
         return z_mean + ops.exp(0.5 * z_log_var) * self._standard_normal(ops.shape(z_mean))
@@ -258,16 +286,22 @@ class Sampling(keras.layers.Layer):
     def _standard_normal(self, shape):
         """ε ~ N(0, I).
 
-        On one replica: a stateful Philox draw that advances ``rng_state``. A stateless
-        draw (``keras.random.normal``) is as random but, inside an XLA-compiled training
-        step on CPU, costs about 1 ms a step for 128×20 values (a quarter of the dense
-        VAE's step, measured for benchmarks/throughput.py); this op costs next to nothing
-        there.
+        On TensorFlow and one replica: a stateful Philox draw that advances ``rng_state``.
+        A stateless draw (``keras.random.normal``) is as random but, inside an
+        XLA-compiled training step on CPU, costs about 1 ms a step for 128×20 values (a
+        quarter of the dense VAE's step, measured for benchmarks/throughput.py); this op
+        costs next to nothing there.
 
         Under several ``tf.distribute`` replicas each replica gets its own draw: the state
         is the same on every replica, so without folding in the replica id the i-th image
         of every replica's share would get the same ε.
+
+        On other backends: ``keras.random.normal`` with the layer's ``SeedGenerator``,
+        whose state the backend's trainer carries through its compiled steps.
         """
+        if not on_tensorflow():
+            return keras.random.normal(shape, dtype=self.compute_dtype,
+                                       seed=self.seed_generator)
         import tensorflow as tf
 
         if replicas_in_sync() == 1:
@@ -302,7 +336,8 @@ class ReconstructionLoss(keras.layers.Layer):
     Sits at the end of the ``vae`` model: takes ``(images, decoder_outputs)`` and returns
     the decoder outputs unchanged. Holding the likelihood here (not in a compiled loss)
     keeps a learned σ with the model and lets a saved ``.keras`` file reload without any
-    custom loss function. The value is tracked as the metric ``reconstruction_nll``.
+    custom loss function. The value is tracked as the metric ``reconstruction_nll`` (not on
+    JAX: :func:`term_tracker`).
 
     Args:
         likelihood: ``bernoulli`` (decoder outputs logits) or ``gaussian`` (decoder outputs
@@ -331,7 +366,7 @@ class ReconstructionLoss(keras.layers.Layer):
                 initializer=keras.initializers.Constant(math.log(self.gaussian_sigma)),
                 trainable=True, name="log_sigma",
             )
-        self.nll_tracker = keras.metrics.Mean(name="reconstruction_nll")
+        self.nll_tracker = term_tracker("reconstruction_nll")
 
     def negative_log_likelihood(self, images, outputs):
         """(B,) −log p(x|z) in nats per image for decoder ``outputs`` (logits or means)."""
@@ -347,7 +382,7 @@ class ReconstructionLoss(keras.layers.Layer):
         images, outputs = inputs
         nll = ops.mean(self.negative_log_likelihood(images, outputs))
         self.add_loss(nll)
-        self.nll_tracker.update_state(nll)
+        track(self.nll_tracker, nll)
         return outputs
 
     def compute_output_shape(self, input_shape):

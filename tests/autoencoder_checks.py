@@ -91,26 +91,32 @@ def assert_save_load_identical(model: keras.Model, inputs: np.ndarray, directory
     return reloaded
 
 
-def _noise_states(model: keras.Model) -> list:
-    """The Philox states of the model's ``Sampling`` layers (the ε stream of a VAE)."""
-    return [weight for weight in model.weights if weight.path.endswith("rng_state")]
+def noise_states(model: keras.Model) -> list:
+    """Where the model's random draws come from: the Philox states of its ``Sampling``
+    layers (the ε stream of a VAE on TensorFlow) and its layers' ``SeedGenerator`` states
+    (ε on other backends, dropout masks)."""
+    return [variable for variable in model.non_trainable_variables
+            if variable.path.endswith(("rng_state", "seed_generator_state"))]
 
 
 def assert_one_training_step_lowers_loss(model: keras.Model, images: np.ndarray,
                                          loss: str | None = "mse",
-                                         learning_rate: float = 1e-3) -> tuple[float, float]:
+                                         learning_rate: float = 1e-3,
+                                         run_eagerly: bool = True) -> tuple[float, float]:
     """Compiles ``model`` (``loss`` None: a VAE, whose layers add −ELBO), takes one
     full-batch Adam step of its ``train_step`` on ``images`` and checks that the
     inference-mode loss on them went down.
 
     A VAE's loss depends on the ε its ``Sampling`` layer draws: both evaluations start
     from the same noise state, so they draw the same ε and differ only by the step.
-    The step runs eagerly: tracing a ``tf.function`` for a single step costs seconds per
-    model and tests nothing that one step does not.
+    The step runs eagerly by default: tracing a ``tf.function`` for a single step costs
+    seconds per model and tests nothing that one step does not. (On JAX it is the other
+    way round: eagerly, XLA compiles every operation of the step on its own.)
     """
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, run_eagerly=True)
-    states = _noise_states(model)
-    start = [np.asarray(state.numpy()) for state in states]
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss,
+                  run_eagerly=run_eagerly)
+    states = noise_states(model)
+    start = [keras.ops.convert_to_numpy(state) for state in states]
 
     def evaluate() -> float:
         for state, value in zip(states, start, strict=True):
