@@ -97,7 +97,8 @@ class Config:
     latent_dim: int = option(30, "size of the coding (the latent space of VAEs)", positive=True)
     noise: str = option("dropout", "input corruption in training", choices=("dropout",
                         "gaussian"), family_option=True)
-    noise_stddev: float = option(0.2, "standard deviation of --noise gaussian",
+    noise_stddev: float = option(0.2, "standard deviation of --noise gaussian (denoising), or "
+                                 "of the noise before the coding (hashing)",
                                  family_option=True, positive=True)
     dropout_rate: float = option(0.5, "share of pixels --noise dropout zeroes",
                                  family_option=True, between=(0, 1))

@@ -43,6 +43,13 @@ def split_images(split) -> np.ndarray:
     return split.head(min(len(split), MAX_EVALUATION_IMAGES))[0]
 
 
+def split_labels(split) -> np.ndarray | None:
+    """The labels of :func:`split_images`' images, or None when the data set has none."""
+    if split.in_memory:
+        return getattr(split, "labels", None)
+    return split.head(min(len(split), MAX_EVALUATION_IMAGES))[1]
+
+
 def evaluate(config, models, data, gray=None) -> dict:
     """Every number of ``metrics.json``: the reconstruction error (autoencoders) or the
     likelihood numbers (VAEs), then the family's own.
@@ -56,7 +63,11 @@ def evaluate(config, models, data, gray=None) -> dict:
         metrics = evaluate_vae(config, models, data, gray=gray)
     else:
         metrics = evaluate_autoencoder(models, data)
-    metrics.update(config.family.metrics(config, models, split_images(data.test)))
+    test_images = split_images(data.test)
+    metrics.update(config.family.metrics(config, models, test_images))
+    labels = split_labels(data.test)
+    if labels is not None:
+        metrics.update(config.family.label_metrics(config, models, test_images, labels))
     return metrics
 
 
