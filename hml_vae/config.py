@@ -113,8 +113,8 @@ class Config:
     fine_tune_epochs: int = option(0, "epochs of end-to-end training after stacking the "
                                    "levels (0: none)", family_option=True, non_negative=True)
     level_learning_rates: tuple[float, ...] | None = option(
-        None, "learning rate of each greedy level, one per coding size, e.g. 5e-4,5e-3 "
-        "(--learning-rate then applies to fine-tuning)", family_option=True,
+        None, "learning rate of each greedy level, e.g. 5e-4,5e-3 (levels beyond the list use "
+        "its last; --learning-rate then applies to fine-tuning)", family_option=True,
         none="--learning-rate for every level")
     # --- Optimisation ---------------------------------------------------------------------
     epochs: int = option(20, "training epochs (greedy: of each level)", positive=True)

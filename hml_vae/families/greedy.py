@@ -76,14 +76,14 @@ def pretrain_levels(trainer, images: np.ndarray, valid_images: np.ndarray,
                     codings: tuple[int, ...],
                     learning_rates: tuple[float, ...] | None = None) -> list[keras.Model]:
     """Trains the shallow autoencoders, level k on the codings of level k - 1, each as the
-    run's stage ``level_<k>``, at ``learning_rates[k]`` (default the config's)."""
+    run's stage ``level_<k>``, at its rate of ``learning_rates`` (default the config's)."""
     inputs = images.reshape(len(images), -1)  # (N, H, W, C) -> (N, H·W·C)
     valid_inputs = valid_images.reshape(len(valid_images), -1)
     levels = []
     for level, units in enumerate(codings):
         model = build_level(inputs.shape[1], units, level,
                             output_activation=None if level == 0 else "relu")
-        learning_rate = None if learning_rates is None else learning_rates[level]
+        learning_rate = level_learning_rate(learning_rates, level)
         trainer.log(f"level {level}: {inputs.shape[1]} -> {units} -> {inputs.shape[1]}"
                     + ("" if learning_rate is None else f", learning rate {learning_rate:g}"))
         trainer.compile(model, loss="mse", learning_rate=learning_rate)
@@ -130,21 +130,29 @@ def train(config, trainer):
     return models, extra, curves
 
 
+def level_learning_rate(learning_rates, level: int) -> float | None:
+    """Level ``level``'s rate: its entry, the last entry for deeper levels, or None (the
+    config's learning rate) without any."""
+    if not learning_rates:
+        return None
+    return learning_rates[min(level, len(learning_rates) - 1)]
+
+
 def check(config) -> None:
-    """The stacked model's size checks, and one learning rate per level if any."""
+    """The stacked model's size checks, and at most one positive learning rate per level."""
     check_dense(config)
     rates = config.level_learning_rates
     if rates is None:
         return
     levels = len(config.hidden) + 1
-    if len(rates) != levels or not all(
+    if not 0 < len(rates) <= levels or not all(
             isinstance(rate, (int, float)) and not isinstance(rate, bool) and math.isfinite(rate)
             and rate > 0 for rate in rates):
         raise ValueError(
-            f"level learning rates must be {levels} positive numbers, one per level "
-            f"(--hidden {','.join(map(str, config.hidden))} --latent-dim {config.latent_dim}), "
-            f"got {list(rates)}; e.g. --level-learning-rates "
-            f"{','.join(['5e-4', *['5e-3'] * (levels - 1)])}.")
+            f"level learning rates must be 1 to {levels} positive numbers, one per level "
+            f"(--hidden {','.join(map(str, config.hidden))} --latent-dim {config.latent_dim}; "
+            f"deeper levels use the last), got {list(rates)}; e.g. --level-learning-rates "
+            f"5e-4,5e-3.")
 
 
 def mse(models, images: np.ndarray) -> float:
