@@ -31,11 +31,13 @@ CHANCE_PERMUTATIONS = 20
 
 
 @keras.saving.register_keras_serializable(package="hml_vae")
-class CodingNoise(keras.layers.Layer):
-    """Adds N(0, stddev²) noise to its inputs in training; the identity otherwise.
+class CodingNoise(keras.layers.GaussianNoise):
+    """``keras.layers.GaussianNoise`` with any σ: N(0, stddev²) added in training only.
 
-    ``keras.layers.GaussianNoise`` with any σ: Keras 3 refuses a standard deviation above
-    1, which tf.keras 2 (the book's) accepted, and the book's hashing model needs σ = 15.
+    Keras 3's GaussianNoise refuses a standard deviation above 1, which tf.keras 2 (the
+    book's) accepted, and the book's hashing model needs σ = 15. This is the same layer
+    without that check (so code that strips noise layers, like a classifier built on the
+    encoder, treats it as one).
 
     Args:
         stddev: standard deviation of the noise (> 0).
@@ -43,25 +45,15 @@ class CodingNoise(keras.layers.Layer):
     """
 
     def __init__(self, stddev: float, seed: int | None = None, **kwargs):
-        super().__init__(**kwargs)
         if not stddev > 0:
             raise ValueError(f"noise stddev must be positive, got {stddev!r}; HOML uses 15.")
+        # GaussianNoise.__init__ would reject σ > 1: set up what it sets up, σ unchecked.
+        keras.layers.Layer.__init__(self, **kwargs)
         self.stddev = float(stddev)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.supports_masking = True
-
-    def call(self, inputs, training=False):
-        if not training:
-            return inputs
-        return inputs + keras.random.normal(keras.ops.shape(inputs), stddev=self.stddev,
-                                            dtype=self.compute_dtype, seed=self.seed_generator)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return {**super().get_config(), "stddev": self.stddev, "seed": self.seed}
+        self._build_at_init()
 
 
 def build_hashing(image_shape, hidden=(100,), latent_dim: int = 16, noise_stddev: float = 15.0,
