@@ -21,7 +21,7 @@ data:
 	@sh scripts/install_data.sh
 
 demo: setup
-	$(PY) scripts/train.py --model vae --output $(RUN)
+	$(PY) scripts/train.py --model vae --preset bernoulli --output $(RUN)
 
 test: setup
 	$(PY) -m pytest

@@ -77,5 +77,5 @@ def plot(run_dir: str | Path, **locations) -> dict[str, str]:
 
     run = load_run(run_dir)
     config = dataclasses.replace(run.config, make_plots=True)
-    data, config = load_run_data(config, **locations)
+    data, _, config = load_run_data(config, **locations)
     return plot_run(run.directory, config, run.models, data, run.history, run.metrics)

@@ -58,6 +58,19 @@ def int_list(text: str) -> tuple[int, ...]:
     return values
 
 
+def float_list(text: str) -> tuple[float, ...]:
+    """``"5e-4,5e-3"`` -> (0.0005, 0.005): one positive number per level."""
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated positive numbers such as 5e-4,5e-3, got {text!r}"
+        ) from None
+    if not all(math.isfinite(value) and value > 0 for value in values):
+        raise argparse.ArgumentTypeError(f"expected positive numbers, got {text!r}")
+    return values
+
+
 def image_size(text: str) -> tuple[int, int]:
     """``"32,32"`` (or ``"32x32"``) -> (32, 32): height and width."""
     parts = text.replace("x", ",").replace("×", ",").split(",")
@@ -103,6 +116,8 @@ def _argument_type(field: dataclasses.Field, annotation) -> Callable | None:
         return image_size
     if "tuple[int" in text:
         return int_list
+    if "tuple[float" in text:
+        return float_list
     if text.startswith("int"):
         if field.metadata.get("positive"):
             return positive_int

@@ -102,7 +102,8 @@ class Config:
     latent_dim: int = option(30, "size of the coding (the latent space of VAEs)", positive=True)
     noise: str = option("dropout", "input corruption in training", choices=("dropout",
                         "gaussian"), family_option=True)
-    noise_stddev: float = option(0.2, "standard deviation of --noise gaussian",
+    noise_stddev: float = option(0.2, "standard deviation of --noise gaussian (denoising), or "
+                                 "of the noise before the coding (hashing)",
                                  family_option=True, positive=True)
     dropout_rate: float = option(0.5, "share of pixels --noise dropout zeroes",
                                  family_option=True, between=(0, 1))
@@ -112,10 +113,14 @@ class Config:
     sparsity_target: float = option(0.1, "wanted mean activation of a coding unit",
                                     family_option=True, between=(0, 1))
     sparsity_weight: float | None = option(None, "penalty weight", family_option=True,
-                                           positive=True, none="HOML's: 0.05 for kl, 1e-4 "
+                                           positive=True, none="HOML's: 5e-3 for kl, 1e-4 "
                                            "for l1")
     fine_tune_epochs: int = option(0, "epochs of end-to-end training after stacking the "
                                    "levels (0: none)", family_option=True, non_negative=True)
+    level_learning_rates: tuple[float, ...] | None = option(
+        None, "learning rate of each greedy level, e.g. 5e-4,5e-3 (levels beyond the list use "
+        "its last; --learning-rate then applies to fine-tuning)", family_option=True,
+        none="--learning-rate for every level")
     # --- Optimisation ---------------------------------------------------------------------
     epochs: int = option(20, "training epochs (greedy: of each level)", positive=True)
     batch_size: int = option(32, "images per step (the global batch under a strategy)",
@@ -158,7 +163,7 @@ class Config:
 
     def __post_init__(self) -> None:
         # JSON has no tuples: accept lists so a saved config round-trips.
-        for name in ("hidden", "image_shape", "image_size"):
+        for name in ("hidden", "image_shape", "image_size", "level_learning_rates"):
             value = getattr(self, name)
             if isinstance(value, list):
                 object.__setattr__(self, name, tuple(value))

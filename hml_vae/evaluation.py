@@ -43,14 +43,31 @@ def split_images(split) -> np.ndarray:
     return split.head(min(len(split), MAX_EVALUATION_IMAGES))[0]
 
 
-def evaluate(config, models, data) -> dict:
+def split_labels(split) -> np.ndarray | None:
+    """The labels of :func:`split_images`' images, or None when the data set has none."""
+    if split.in_memory:
+        return getattr(split, "labels", None)
+    return split.head(min(len(split), MAX_EVALUATION_IMAGES))[1]
+
+
+def evaluate(config, models, data, gray=None) -> dict:
     """Every number of ``metrics.json``: the reconstruction error (autoencoders) or the
-    likelihood numbers (VAEs), then the family's own."""
+    likelihood numbers (VAEs), then the family's own.
+
+    Args:
+        data: the data set as the run trained on it (binarized when the run binarizes).
+        gray: the same data set with gray pixels, for the numbers named "gray" and HOML's
+            MSE of a VAE (default ``data``: a run that does not binarize).
+    """
     if models.variational:
-        metrics = evaluate_vae(config, models, data)
+        metrics = evaluate_vae(config, models, data, gray=gray)
     else:
         metrics = evaluate_autoencoder(models, data)
-    metrics.update(config.family.metrics(config, models, split_images(data.test)))
+    test_images = split_images(data.test)
+    metrics.update(config.family.metrics(config, models, test_images))
+    labels = split_labels(data.test)
+    if labels is not None:
+        metrics.update(config.family.label_metrics(config, models, test_images, labels))
     return metrics
 
 
@@ -301,29 +318,37 @@ def amortization_gap(model, images, steps: int = 100, learning_rate: float = 0.0
     }
 
 
-def evaluation_images(config, images: np.ndarray) -> tuple[np.ndarray, str]:
+def evaluation_images(config, gray: np.ndarray,
+                      binary: np.ndarray | None = None) -> tuple[np.ndarray, str]:
     """The test images a VAE's likelihood numbers are computed on, and how they were made.
 
     A Bernoulli decoder defines a normalized likelihood only on binary images, so gray
-    images are binarized once (static, with the run's seed); images of a statically
-    binarized run are already binary. A Gaussian decoder is evaluated on the images as
-    they are (a density over pixel values).
+    images are binarized once with the run's seed. A run that binarizes holds that draw
+    as its test split already (``binary``, from ``hml_vae.data.Dataset.binarized``; drawn
+    here when not given). A Gaussian decoder of gray images is evaluated on them as they
+    are (a density over pixel values).
+
+    Args:
+        gray: (N, H, W, C) test images with gray pixels.
+        binary: the same images as the run's binarized test split, if it binarizes.
     """
     from hml_vae.data import binarize_static
 
-    if config.binarize == "static":  # the data set is binary already, test split included
-        return images, f"static (seed {config.seed}, as in training)"
+    if config.binarize in ("static", "dynamic"):
+        images = binarize_static(gray, config.seed) if binary is None else binary
+        if config.binarize == "static":
+            return images, f"static (seed {config.seed}, as in training)"
+        return images, (f"static (seed {config.seed}, drawn once for evaluation; trained on "
+                        f"dynamically binarized images)")
     if config.likelihood == "gaussian":
-        return images, "none (gray pixels: Gaussian density)"
-    trained_on = ("dynamically binarized images" if config.binarize == "dynamic"
-                  else "gray pixels")
-    label = f"static (seed {config.seed}, drawn once for evaluation; trained on {trained_on})"
-    return binarize_static(images, config.seed), label
+        return gray, "none (gray pixels: Gaussian density)"
+    return binarize_static(gray, config.seed), (
+        f"static (seed {config.seed}, drawn once for evaluation; trained on gray pixels)")
 
 
 def evaluate_vae(config, models, data, iwae_samples: int | None = None,
                  amortization_images: int = 100, amortization_steps: int = 100,
-                 seed: int = 0) -> dict:
+                 seed: int = 0, gray=None) -> dict:
     """The VAE's numbers on the test split, in nats per image, for ``metrics.json``.
 
     Args:
@@ -334,6 +359,8 @@ def evaluate_vae(config, models, data, iwae_samples: int | None = None,
         amortization_images: how many test images the amortization gap refines.
         amortization_steps: gradient steps per image.
         seed: for the Monte-Carlo draws.
+        gray: the data set with gray pixels (default ``data``, which must then be gray:
+            a run that binarizes holds binary test images in ``data``).
 
     Returns:
         ``test_neg_elbo``, ``test_reconstruction_nll``, ``test_kl``, ``test_nll_iwae`` with
@@ -344,8 +371,15 @@ def evaluate_vae(config, models, data, iwae_samples: int | None = None,
     from hml_vae.families.bundle import check_images
 
     iwae_samples = check_sample_count("iwae_samples", iwae_samples or config.iwae_samples)
-    gray = check_images(split_images(data.test), config.likelihood)
-    images, binarization = evaluation_images(config, gray)
+    # Likelihoods on the binary images, HOML's MSE and the BCE loss on the gray ones: a
+    # binarized test split scores reconstructions against 0/1 pixels, worse than a
+    # constant mean image would.
+    gray = check_images(split_images((data if gray is None else gray).test), config.likelihood)
+    binary = split_images(data.test) if config.binarize in ("static", "dynamic") else None
+    if binary is not None and binary.shape != gray.shape:
+        raise ValueError(f"the binarized test images {binary.shape} are not the gray ones "
+                         f"{gray.shape}; pass the same data set, gray and binarized.")
+    images, binarization = evaluation_images(config, gray, binary)
     terms = likelihood_terms(models, images, iwae_samples, seed)
     z_mean, _ = models.posterior(images)
     metrics = {
@@ -369,7 +403,7 @@ def evaluate_vae(config, models, data, iwae_samples: int | None = None,
             f"σ = 1 loss without it (docs/vae.md) is {gray[0].size / 2 * np.log(2 * np.pi):.1f}"
             f" nats lower"
         )
-    if config.likelihood == "bernoulli" and config.binarize != "static":
+    if config.likelihood == "bernoulli":
         # Binary cross-entropy on gray pixels is a loss, not a log-likelihood.
         z_gray, _ = models.posterior(gray)
         logits = np.concatenate([np.asarray(models.decoder(z_gray[start : start + 256]))

@@ -254,6 +254,33 @@ def sparsity(context: PlotContext):
     return figure
 
 
+def hash_buckets(context: PlotContext, buckets: int = 10, per_bucket: int = 8):
+    """The most common hashes of the test images, one row each: the row's images all
+    share the hash written beside it (as bits) with the bucket's size."""
+    from hml_vae.families.hashing import bit_string, image_hashes, most_common_hashes
+
+    hashes = image_hashes(context.models, context.images)
+    bits = context.config.latent_dim
+    top = most_common_hashes(hashes, buckets)
+    figure, axes = new_figure(len(top), per_bucket,
+                              figsize=(1.0 * per_bucket + 2.2, 1.05 * len(top) + 0.8))
+    for row, (image_hash, size) in enumerate(top):
+        members = context.images[hashes == image_hash][:per_bucket]
+        for column, cell in enumerate(axes[row]):
+            cell.set_xticks([])
+            cell.set_yticks([])
+            if column < len(members):
+                show_image(cell, members[column])
+            else:
+                cell.set_axis_off()  # a bucket smaller than the row
+        axes[row][0].set_ylabel(f"{bit_string(image_hash, bits)}\n{size} images", fontsize=7,
+                                rotation=0, ha="right", va="center")
+    figure.suptitle(f"{context.config.model}: the {len(top)} most common of "
+                    f"{len(np.unique(hashes))} hashes of {len(hashes)} test images")
+    figure.tight_layout()
+    return figure
+
+
 @dataclasses.dataclass(frozen=True)
 class FigureSpec:
     """A figure: its drawing function and, when it needs more than the family's say-so,
@@ -273,6 +300,7 @@ FIGURES = {
     "latent_grid": FigureSpec(latent_grid, lambda config: config.latent_dim == 2),
     "training_curves": FigureSpec(training_curves),
     "sparsity": FigureSpec(sparsity),
+    "hash_buckets": FigureSpec(hash_buckets),
 }
 
 

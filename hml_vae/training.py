@@ -34,13 +34,15 @@ from hml_vae.runs import RunWriter, check_output, incomplete_dir, load_run, writ
 from hml_vae.tensorboard import IMAGE_COUNT, EpochImages, ImageLogger
 
 
-def make_optimizer(config: Config) -> keras.optimizers.Optimizer:
+def make_optimizer(config: Config, learning_rate: float | None = None
+                   ) -> keras.optimizers.Optimizer:
+    """The config's optimizer, at ``learning_rate`` (default the config's)."""
     optimizers = {
         "nadam": keras.optimizers.Nadam,
         "adam": keras.optimizers.Adam,
         "sgd": keras.optimizers.SGD,
     }
-    return optimizers[config.optimizer](learning_rate=config.learning_rate)
+    return optimizers[config.optimizer](learning_rate=learning_rate or config.learning_rate)
 
 
 def speed_options(config: Config) -> dict:
@@ -60,10 +62,12 @@ def speed_options(config: Config) -> dict:
             "jit_compile": jit_compile}
 
 
-def compile_model(config: Config, model: keras.Model, loss: str | None) -> None:
-    """Compiles ``model`` with the run's optimizer; ``loss`` None when the model's layers
-    add their loss terms (VAEs)."""
-    model.compile(optimizer=make_optimizer(config), loss=loss, **speed_options(config))
+def compile_model(config: Config, model: keras.Model, loss: str | None,
+                  learning_rate: float | None = None) -> None:
+    """Compiles ``model`` with the run's optimizer (at ``learning_rate``, default the
+    config's); ``loss`` None when the model's layers add their loss terms (VAEs)."""
+    model.compile(optimizer=make_optimizer(config, learning_rate), loss=loss,
+                  **speed_options(config))
 
 
 def build_and_compile(config: Config, strategy=None):
@@ -175,8 +179,9 @@ class Trainer:
     def log(self, line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    def compile(self, model: keras.Model, loss: str | None = "mse") -> None:
-        compile_model(self.config, model, loss)
+    def compile(self, model: keras.Model, loss: str | None = "mse",
+                learning_rate: float | None = None) -> None:
+        compile_model(self.config, model, loss, learning_rate)
 
     def validation_images(self) -> np.ndarray:
         """The fixed validation images TensorBoard shows reconstructed every epoch."""
@@ -251,11 +256,17 @@ def worker_dir(run_dir: Path, task: distribute.ClusterTask):
 def load_data(config: Config):
     """The config's data set and the config bound to its image shape (the family fills
     in what depends on it: a VAE's likelihood and binarization)."""
-    data = data_lib.load_for_config(dataclasses.replace(config, binarize="none"))
-    config = config.for_images(data.image_shape)
-    if config.binarize != "none":
-        data = data.binarized(config.binarize, config.seed)
+    data, _, config = load_data_and_gray(config)
     return data, config
+
+
+def load_data_and_gray(config: Config):
+    """(the data set as the run trains on it, the same data set with gray pixels, the
+    config bound to its image shape): metrics named "gray" are computed on the latter."""
+    gray = data_lib.load_for_config(dataclasses.replace(config, binarize="none"))
+    config = config.for_images(gray.image_shape)
+    data = gray.binarized(config.binarize, config.seed) if config.binarize != "none" else gray
+    return data, gray, config
 
 
 # Where a finished run's images are, when they are no longer where it was trained: each
@@ -305,11 +316,15 @@ def relocate_data(config: Config, **locations) -> Config:
 
 
 def load_run_data(config: Config, **locations):
-    """:func:`load_data` for a finished run's saved ``config``, with its data source moved
-    by ``locations`` (:func:`relocate_data`); ValueError when the images found there do not
-    have the run's image shape."""
+    """:func:`load_data_and_gray` for a finished run's saved ``config``, with its data
+    source moved by ``locations`` (:func:`relocate_data`); ValueError when the images found
+    there do not have the run's image shape.
+
+    Returns:
+        (the data as the run trains on them, the same with gray pixels, the bound config).
+    """
     try:
-        data, bound = load_data(relocate_data(config, **locations))
+        data, gray, bound = load_data_and_gray(relocate_data(config, **locations))
     except data_lib.DataError as error:
         if any(value is not None for value in locations.values()):
             raise
@@ -324,7 +339,7 @@ def load_run_data(config: Config, **locations):
             f"the images of {data.source} are {'×'.join(map(str, data.image_shape))}, but the "
             f"run was trained on {'×'.join(map(str, config.image_shape))} images; point the "
             f"data location at the run's own data set.")
-    return data, bound
+    return data, gray, bound
 
 
 def check_family_can_train(config: Config, data, distribution) -> None:
@@ -381,7 +396,7 @@ def train_and_evaluate(config: Config, run_dir: str | Path) -> dict:
     check_output(run_dir)  # before loading data: fail fast
     # Before any tensor exists: logical devices and collective ops are start-up settings.
     distribution = distribute.setup(config)
-    data, config = load_data(config)
+    data, gray, config = load_data_and_gray(config)
     check_family_can_train(config, data, distribution)
     writer = RunWriter(run_dir, config, same=same_training)
     writer.check()
@@ -419,7 +434,7 @@ def train_and_evaluate(config: Config, run_dir: str | Path) -> dict:
         # wait for collectives from workers that have finished.
         models = families.load_bundle(config, writer.work_dir)
     history = writer.stage_history()
-    metrics = evaluate(config, models, data)
+    metrics = evaluate(config, models, data, gray)
     metrics.update(extra)
     metrics.update(
         # Summed epoch times of every stage and attempt, so a resumed run counts them all.
@@ -458,9 +473,9 @@ def evaluate_run(run_dir: str | Path, iwae_samples: int | None = None, **locatio
     config = run.config
     if iwae_samples is not None:
         config = dataclasses.replace(config, iwae_samples=iwae_samples)  # validates K
-    data, config = load_run_data(config, **locations)
+    data, gray, config = load_run_data(config, **locations)
     keras.utils.set_random_seed(config.seed)
-    metrics = {**run.metrics, **evaluate(config, run.load_models(), data),
+    metrics = {**run.metrics, **evaluate(config, run.load_models(), data, gray),
                "data_source": data.source}  # where the data were read this time
     write_json(run.directory / "metrics.json", metrics)
     return metrics

@@ -287,7 +287,6 @@ def test_train_and_evaluate_conv_writes_the_run_directory(tmp_path):
     for name in ("config.json", "model.keras", "encoder.keras", "decoder.keras",
                  "history.json", "metrics.json"):
         assert (output / name).is_file(), name
-    assert 0 < metrics["test_mse_per_pixel"] < 1
     assert metrics["image_shape"] == [28, 28, 1]
     assert not (tmp_path / "conv.incomplete").exists()
     run = load_run(output)
@@ -297,3 +296,4 @@ def test_train_and_evaluate_conv_writes_the_run_directory(tmp_path):
     reconstructions = run.models.reconstruct(test_images)
     assert metrics["test_mse_per_pixel"] == pytest.approx(
         float(np.mean((reconstructions - test_images) ** 2)), rel=1e-5)
+

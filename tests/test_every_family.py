@@ -21,6 +21,7 @@ FIGURES_BY_FAMILY = {
     "recurrent": AUTOENCODER_FIGURES, "greedy": AUTOENCODER_FIGURES,
     "denoising": AUTOENCODER_FIGURES | {"denoising"},
     "sparse": AUTOENCODER_FIGURES | {"sparsity"},
+    "hashing": AUTOENCODER_FIGURES | {"hash_buckets"},
     "vae": AUTOENCODER_FIGURES | {"samples"}, "conv_vae": AUTOENCODER_FIGURES | {"samples"},
 }
 

@@ -172,7 +172,7 @@ FIELDS = {field.name: field for field in config_module.fields()}
 
 def test_every_family_is_registered_with_its_name():
     assert NAMES == ("stacked", "tied", "conv", "recurrent", "denoising", "sparse", "greedy",
-                     "vae", "conv_vae")
+                     "vae", "conv_vae", "hashing")
     for name in NAMES:
         assert families.get(name).name == name
     with pytest.raises(ValueError, match="unknown model 'gan'.*stacked"):
@@ -219,6 +219,7 @@ def test_every_family_option_field_belongs_to_some_family():
 NON_DEFAULTS = {
     "noise": "gaussian", "noise_stddev": 0.3, "dropout_rate": 0.3, "sparsity": "l1",
     "sparsity_target": 0.2, "sparsity_weight": 0.01, "fine_tune_epochs": 2,
+    "level_learning_rates": (1e-3, 2e-3),
     "likelihood": "gaussian", "gaussian_sigma": 0.5, "learned_sigma": "global", "beta": 2.0,
     "warmup_epochs": 3, "free_bits": 0.1, "iwae_samples": 7,
 }

@@ -42,23 +42,25 @@ def greedy_run(tmp_path_factory):
     """A finished greedy run (two levels of two epochs, no fine-tuning) and, per level, the
     inputs it trained on and its trained model."""
     run_dir = tmp_path_factory.mktemp("greedy") / "run"
-    seen = {}
+    seen, learning_rates = {}, {}
     original = training.Trainer.fit_arrays
 
     def recording_fit_arrays(self, model, inputs, valid_inputs, stage=None, **options):
         history = original(self, model, inputs, valid_inputs, stage, **options)
         seen[stage] = (inputs.copy(), model)
+        learning_rates[stage] = float(model.optimizer.learning_rate.numpy())
         return history
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(training.Trainer, "fit_arrays", recording_fit_arrays)
-        metrics = training.train_and_evaluate(greedy_config(epochs=2, fine_tune_epochs=0),
-                                              run_dir)
-    return run_dir, metrics, seen
+        metrics = training.train_and_evaluate(
+            greedy_config(epochs=2, fine_tune_epochs=0, level_learning_rates=(2e-3, 4e-3)),
+            run_dir)
+    return run_dir, metrics, seen, learning_rates
 
 
 def test_each_level_has_its_history_and_the_run_every_levels_curves(greedy_run):
-    run_dir, metrics, _ = greedy_run
+    run_dir, metrics, _, _ = greedy_run
     for level in (0, 1):
         history = json.loads((run_dir / f"history_level_{level}.json").read_text())
         assert history["epoch"] == [1, 2]
@@ -77,7 +79,7 @@ def test_each_level_has_its_history_and_the_run_every_levels_curves(greedy_run):
 
 
 def test_each_level_trains_on_the_previous_codings(greedy_run):
-    _, _, seen = greedy_run
+    _, _, seen, _ = greedy_run
     assert sorted(seen) == ["level_0", "level_1"]
     images = load_dataset(limit=LIMIT).train.images
     level_0_inputs, level_0 = seen["level_0"]
@@ -89,8 +91,30 @@ def test_each_level_trains_on_the_previous_codings(greedy_run):
     assert level_1.input_shape == (None, 16) and level_1.output_shape == (None, 16)
 
 
+def test_each_level_trains_at_its_own_learning_rate(greedy_run):
+    *_, learning_rates = greedy_run
+    assert learning_rates == {"level_0": pytest.approx(2e-3), "level_1": pytest.approx(4e-3)}
+
+
+def test_the_default_preset_is_the_notebooks_greedy_recipe():
+    config = make_config("greedy")
+    # Levels 784-100-784 (linear output, 5e-4) and 100-30-100 (ReLU output, 5e-3) of 10
+    # epochs each, then 5 epochs of the stack at Nadam's default 1e-3.
+    assert (config.hidden, config.latent_dim, config.epochs, config.batch_size) == (
+        (100,), 30, 10, 32)
+    assert config.level_learning_rates == (5e-4, 5e-3)
+    assert (config.fine_tune_epochs, config.optimizer, config.learning_rate) == (
+        5, "nadam", 1e-3)
+    with pytest.raises(ValueError, match="level learning rates must be 1 to 2 positive"):
+        make_config("greedy", level_learning_rates=(1e-3, 1e-3, 1e-3))
+    # Deeper levels than the list go on at its last rate.
+    deeper = make_config("greedy", hidden=(150, 100))
+    assert [greedy.level_learning_rate(deeper.level_learning_rates, level)
+            for level in range(3)] == [5e-4, 5e-3, 5e-3]
+
+
 def test_the_saved_stack_holds_exactly_the_levels_weights(greedy_run):
-    run_dir, _, seen = greedy_run
+    run_dir, _, seen, _ = greedy_run
     levels = [seen["level_0"][1], seen["level_1"][1]]
     models = load_run(run_dir).models
     pairs = [

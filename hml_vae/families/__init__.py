@@ -1,7 +1,7 @@
 """Model families: one module each, and the registry the rest of hml_vae looks them up in.
 
 Each family module (stacked, tied, conv, recurrent, denoising, sparse, greedy, vae,
-conv_vae) declares a :class:`~hml_vae.families.family.Family`: its builder, presets,
+conv_vae, hashing) declares a :class:`~hml_vae.families.family.Family`: its builder, presets,
 options, checks, metrics, figures and speed defaults. Adding a family is one file here
 and one import below.
 
@@ -26,7 +26,7 @@ from hml_vae.families.family import Family, families_with_option, get, names, pr
 # The family modules, in the book's order: the order of --help and the README. Each
 # registers its family when imported, so adding a family is one module and one name here.
 MODULES = ("stacked", "tied", "conv", "recurrent", "denoising", "sparse", "greedy", "vae",
-           "conv_vae")
+           "conv_vae", "hashing")
 for _module in MODULES:
     importlib.import_module(f"hml_vae.families.{_module}")
 

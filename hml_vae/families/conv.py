@@ -106,11 +106,13 @@ FAMILY = register(Family(
     summary="Conv2D 16/32/64 + 2×2 pooling, a 30-unit coding, transposed convolutions back",
     build=lambda config: build_conv(blocks.require_image_shape(config), config.hidden,
                                     config.latent_dim),
-    # HOML 3rd ed.: Conv2D 16, 32, 64 (3x3, "same", ReLU) each with 2x2 max pooling down
-    # to 3x3x64, a Conv2D of 30 filters + global average pooling as the 30-unit coding,
-    # and Conv2DTranspose 32, 16, 1 (stride 2) back to 28x28.
+    # HOML 3rd ed. ch. 17's notebook ("Convolutional Autoencoders"): Conv2D 16, 32, 64
+    # (3x3, "same", ReLU) each with 2x2 max pooling down to 3x3x64, a Conv2D of 30 filters
+    # + global average pooling as the 30-unit coding; Dense(3·3·16), then
+    # Conv2DTranspose 32, 16, 1 (stride 2) back to 28x28; MSE, Nadam, 10 epochs, batch 32.
     presets={
-        "default": {"hidden": (16, 32, 64), "latent_dim": 30},
+        "default": {"hidden": (16, 32, 64), "latent_dim": 30, "epochs": 10, "batch_size": 32,
+                    "optimizer": "nadam", "learning_rate": 1e-3},
         "tiny": {"hidden": (4, 8, 8), "latent_dim": 8, "epochs": 1, "batch_size": 64},
     },
     bundle_type=AutoencoderModels,

@@ -13,7 +13,7 @@ import numpy as np
 from hml_vae.families import blocks
 from hml_vae.families.bundle import AutoencoderModels
 from hml_vae.families.family import COMMON_FIGURES, register
-from hml_vae.families.stacked import dense_family, describe_dense
+from hml_vae.families.stacked import BOOK_STACKED, TINY_DENSE, dense_family, describe_dense
 
 NOISE_KINDS = ("dropout", "gaussian")
 
@@ -94,8 +94,11 @@ FAMILY = register(dense_family(
         blocks.require_image_shape(config), config.hidden, config.latent_dim,
         noise=config.noise, noise_stddev=config.noise_stddev,
         dropout_rate=config.dropout_rate, seed=config.seed),
-    # HOML 3rd ed.: the stacked 100-30 model with Dropout(0.5) on its inputs; its Gaussian
-    # variant uses GaussianNoise(0.2) (--noise gaussian).
+    # HOML 3rd ed. ch. 17's notebook ("Denoising Autoencoders"): the stacked 100-30 model
+    # with Dropout(0.5) on its inputs, 10 epochs; its Gaussian variant uses
+    # GaussianNoise(0.2) (--noise gaussian).
+    presets={"default": {**BOOK_STACKED, "epochs": 10, "noise": "dropout", "dropout_rate": 0.5},
+             "tiny": TINY_DENSE},
     options=("noise", "noise_stddev", "dropout_rate"),
     # Not XLA: Keras' Dropout/GaussianNoise masks come from stateless random ops, which
     # XLA on CPU runs ~5x slower (benchmarks/results/xla_by_family.md).

@@ -58,6 +58,9 @@ class Family:
         callbacks: ``config -> [keras callbacks]`` for ``fit`` (β warm-up, ...).
         metrics: ``(config, bundle, test images) -> {name: number}``: the family's own
             numbers beside the common ones (hml_vae.evaluation.evaluate calls it).
+        label_metrics: ``(config, bundle, test images, test labels) -> {name: number}``:
+            the family's numbers that need the classes (hashing's bucket purity); called
+            when the test split has labels.
         figures: names of the figures it draws (see hml_vae.plots.FIGURES).
         corrupt: ``(config, images) -> noisy images``: a denoising family's training
             corruption, drawn once with the config's seed.
@@ -82,6 +85,7 @@ class Family:
     describe: Callable[[Config], str] = lambda config: ""
     callbacks: Callable[[Config], list] = _no_callbacks
     metrics: Callable[..., dict] = _nothing
+    label_metrics: Callable[..., dict] = _nothing
     figures: tuple[str, ...] = COMMON_FIGURES
     corrupt: Callable | None = None
     train: Callable | None = None

@@ -13,13 +13,22 @@ fine-tuning's.
 
 from __future__ import annotations
 
+import math
+
 import keras
 import numpy as np
 
 from hml_vae.families import blocks
 from hml_vae.families.bundle import AutoencoderModels
 from hml_vae.families.family import register
-from hml_vae.families.stacked import TINY_DENSE, build_stacked, dense_family, describe_dense
+from hml_vae.families.stacked import (
+    BOOK_STACKED,
+    TINY_DENSE,
+    build_stacked,
+    check_dense,
+    dense_family,
+    describe_dense,
+)
 from hml_vae.tensorboard import EpochImages
 
 
@@ -80,17 +89,21 @@ def reconstruct_through(levels: list[keras.Model], level_model: keras.Model):
 
 
 def pretrain_levels(trainer, images: np.ndarray, valid_images: np.ndarray,
-                    codings: tuple[int, ...]) -> list[keras.Model]:
+                    codings: tuple[int, ...],
+                    learning_rates: tuple[float, ...] | None = None) -> list[keras.Model]:
     """Trains the shallow autoencoders, level k on the codings of level k - 1, each as the
-    run's stage ``level_<k>``; TensorBoard shows the images the stack so far reconstructs."""
+    run's stage ``level_<k>``, at its rate of ``learning_rates`` (default the config's);
+    TensorBoard shows the images the stack so far reconstructs."""
     inputs = images.reshape(len(images), -1)  # (N, H, W, C) -> (N, H·W·C)
     valid_inputs = valid_images.reshape(len(valid_images), -1)
     levels = []
     for level, units in enumerate(codings):
         model = build_level(inputs.shape[1], units, level,
                             output_activation=None if level == 0 else "relu")
-        trainer.log(f"level {level}: {inputs.shape[1]} -> {units} -> {inputs.shape[1]}")
-        trainer.compile(model, loss="mse")
+        learning_rate = level_learning_rate(learning_rates, level)
+        trainer.log(f"level {level}: {inputs.shape[1]} -> {units} -> {inputs.shape[1]}"
+                    + ("" if learning_rate is None else f", learning rate {learning_rate:g}"))
+        trainer.compile(model, loss="mse", learning_rate=learning_rate)
         images_shown = EpochImages(trainer.validation_images(),
                                    reconstruct_through(list(levels), model))
         trainer.fit_arrays(model, inputs, valid_inputs, stage=f"level_{level}",
@@ -113,7 +126,8 @@ def train(config, trainer):
     train_images, _ = data.train.head(len(data.train))
     valid_images, _ = data.valid.head(len(data.valid))
     codings = (*config.hidden, config.latent_dim)
-    levels = pretrain_levels(trainer, train_images, valid_images, codings)
+    levels = pretrain_levels(trainer, train_images, valid_images, codings,
+                             config.level_learning_rates)
     models = stack_levels(config.image_shape, levels)
     test_images, _ = data.test.head(len(data.test))
     extra = {
@@ -127,7 +141,7 @@ def train(config, trainer):
         curves.update(stage_curves(trainer.stage_history(f"level_{level}"),
                                    f"level_{level + 1}"))
     if config.fine_tune_epochs:
-        trainer.compile(models.whole, loss="mse")
+        trainer.compile(models.whole, loss="mse")  # at --learning-rate
         trainer.fit_split(models.whole, epochs=config.fine_tune_epochs, stage="fine_tune",
                           images=trainer.bundle_images(models))
         history = trainer.stage_history("fine_tune")
@@ -135,6 +149,31 @@ def train(config, trainer):
         if history.get("epoch"):
             curves["epoch"] = history["epoch"]
     return models, extra, curves
+
+
+def level_learning_rate(learning_rates, level: int) -> float | None:
+    """Level ``level``'s rate: its entry, the last entry for deeper levels, or None (the
+    config's learning rate) without any."""
+    if not learning_rates:
+        return None
+    return learning_rates[min(level, len(learning_rates) - 1)]
+
+
+def check(config) -> None:
+    """The stacked model's size checks, and at most one positive learning rate per level."""
+    check_dense(config)
+    rates = config.level_learning_rates
+    if rates is None:
+        return
+    levels = len(config.hidden) + 1
+    if not 0 < len(rates) <= levels or not all(
+            isinstance(rate, (int, float)) and not isinstance(rate, bool) and math.isfinite(rate)
+            and rate > 0 for rate in rates):
+        raise ValueError(
+            f"level learning rates must be 1 to {levels} positive numbers, one per level "
+            f"(--hidden {','.join(map(str, config.hidden))} --latent-dim {config.latent_dim}; "
+            f"deeper levels use the last), got {list(rates)}; e.g. --level-learning-rates "
+            f"5e-4,5e-3.")
 
 
 def mse(models, images: np.ndarray) -> float:
@@ -157,11 +196,16 @@ FAMILY = register(dense_family(
             "per coding size, stacked, optionally fine-tuned",
     build=lambda config: build_stacked(blocks.require_image_shape(config), config.hidden,
                                        config.latent_dim),
-    # Each level trains like the stacked model (20 epochs); fine-tuning the stack is
-    # optional (--fine-tune-epochs).
-    presets={"default": {"fine_tune_epochs": 0},
+    # HOML 3rd ed. ch. 17's notebook ("Extra Material – Training one Autoencoder at a
+    # Time"): 10 epochs per level with Nadam, level 0 (784-100-784, linear output) at
+    # learning rate 5e-4 and level 1 (100-30-100, ReLU output) at 5e-3 (the notebook
+    # lowered them from 1e-3 "to avoid NaN"), then the stack fine-tuned end to end for
+    # 5 epochs with Nadam's default 1e-3.
+    presets={"default": {**BOOK_STACKED, "epochs": 10, "level_learning_rates": (5e-4, 5e-3),
+                         "fine_tune_epochs": 5},
              "tiny": {**TINY_DENSE, "fine_tune_epochs": 1}},
-    options=("fine_tune_epochs",),
+    options=("fine_tune_epochs", "level_learning_rates"),
+    check=check,
     describe=lambda config: f"greedy levels of {describe_dense(config)}",
     train=train,
     # Each level trains on the previous level's codings of every training image.
