@@ -194,24 +194,59 @@ def resolve_strategy(requested: str, task: ClusterTask | None, cpu_replicas: int
 
 
 def check_global_batch(batch_size: int, replicas: int) -> None:
-    """Raises ValueError unless every replica gets at least one image of each batch."""
+    """Raises ValueError unless every replica gets at least one image of each batch.
+
+    Any global batch of at least ``replicas`` images works: one that is not a multiple of
+    ``replicas`` is split unevenly (64 on 3 replicas: 22, 21 and 21 images).
+    """
     if batch_size < replicas:
         raise ValueError(
             f"--batch-size is the global batch, split across {replicas} replicas; "
             f"{batch_size} leaves some replicas without images. Pass --batch-size of at "
-            f"least {replicas} (a multiple of {replicas} splits evenly)."
+            f"least {replicas}."
         )
 
 
-def evenly_split_size(examples: int, batch_size: int, replicas: int) -> int:
-    """How many of ``examples`` to keep so that the last, partial batch splits evenly
-    across the replicas: at most ``replicas - 1`` images are left out.
+def check_split_sizes(sizes: Mapping[str, int], replicas: int) -> None:
+    """Raises ValueError when a data split has fewer images than there are replicas (one
+    would compute a mean over no images: NaN).
 
-    An uneven last batch fails under Keras 3.15's cross-replica step (a shape mismatch
-    such as 46 vs 45 images), and one smaller than the replica count would leave a replica
-    averaging a loss over no images (NaN).
+    Args:
+        sizes: split name (``validation``) -> number of images.
     """
-    return examples - (examples % batch_size) % replicas
+    for name, size in sizes.items():
+        if 0 < size < replicas:
+            raise ValueError(
+                f"the {name} split has {size} image(s), fewer than the {replicas} replicas "
+                f"that each need at least one; train on more images (a larger --limit) or "
+                f"with fewer replicas."
+            )
+
+
+def last_batch_sizes(images: int, batch_size: int, replicas: int) -> list[int] | None:
+    """Batch sizes that use all ``images`` and give every replica at least one image of
+    each batch, or None when batches of ``batch_size`` already do.
+
+    A last batch of fewer than ``replicas`` images is merged into the one before it
+    (130 images, batches of 64, 3 replicas: 64 and 66 instead of 64, 64 and 2).
+    """
+    remainder = images % batch_size
+    if replicas == 1 or images < batch_size or remainder == 0 or remainder >= replicas:
+        return None
+    return [batch_size] * (images // batch_size - 1) + [batch_size + remainder]
+
+
+def with_replica_sized_batches(dataset, images: int, batch_size: int, replicas: int):
+    """``dataset`` (``images`` images in batches of ``batch_size``, e.g. a validation
+    pipeline) rebatched by :func:`last_batch_sizes` when its last batch is too small."""
+    sizes = last_batch_sizes(images, batch_size, replicas)
+    if sizes is None:
+        return dataset
+    import tensorflow as tf
+
+    # One pass: rebatch cycles through the sizes, one cycle per epoch.
+    rebatched = dataset.rebatch(tf.constant(sizes, tf.int64))
+    return rebatched.apply(tf.data.experimental.assert_cardinality(len(sizes)))
 
 
 # --- TensorFlow ---------------------------------------------------------------------------
@@ -250,13 +285,16 @@ def make_strategy(name: str, cpu_replicas: int = 1):
     """The ``tf.distribute.Strategy`` called ``name`` (resolved by :func:`resolve_strategy`).
 
     ``mirrored`` uses every GPU, or the ``cpu_replicas`` logical CPUs when there is no GPU;
-    ``multi_worker`` reads TF_CONFIG and applies :mod:`hml_vae.compat` where the installed
+    ``multi_worker`` reads TF_CONFIG. Both apply :mod:`hml_vae.compat` where the installed
     Keras needs it. Call it before building any model or tensor.
     """
     import tensorflow as tf
 
+    from hml_vae import compat
+
     if name == "default":
         return tf.distribute.get_strategy()
+    compat.patch_distributed_fit()
     if name == "mirrored":
         if cpu_replicas > 1:
             configure_cpu_replicas(cpu_replicas)
@@ -265,9 +303,6 @@ def make_strategy(name: str, cpu_replicas: int = 1):
             devices = [device.name for device in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices=devices)
     if name == "multi_worker":
-        from hml_vae import compat
-
-        compat.patch_multi_worker_fit()
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise ValueError(f"unknown strategy {name!r}; expected default, mirrored or multi_worker.")
 
