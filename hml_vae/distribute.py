@@ -23,7 +23,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Mapping
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+
+from hml_vae.errors import Interrupted, RunError
 
 # MultiWorkerMirroredStrategy uses these task types; "ps" and "evaluator" belong to other
 # strategies (parameter servers, side-car evaluation) that hml_vae does not use.
@@ -63,6 +71,13 @@ class ClusterTask:
     @property
     def name(self) -> str:
         return f"{self.type} {self.index}"
+
+    def peers(self) -> dict[str, str]:
+        """The other training tasks: name (``worker 1``) -> ``host:port``."""
+        return {f"{kind} {index}": address
+                for kind in TRAINING_TASK_TYPES
+                for index, address in enumerate(self.cluster.get(kind, ()))
+                if (kind, index) != (self.type, self.index)}
 
 
 def _tf_config_error(problem: str, text: str) -> ValueError:
@@ -281,12 +296,145 @@ def configure_cpu_replicas(count: int) -> None:
         ) from None
 
 
-def make_strategy(name: str, cpu_replicas: int = 1):
+def unreachable(peers: Mapping[str, str], seconds: float = 0.5) -> dict[str, str]:
+    """The peers (name -> ``host:port``) on whose address nothing accepts a connection."""
+    missing = {}
+    for name, address in peers.items():
+        host, _, port = address.rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=seconds):
+                pass
+        except OSError:
+            missing[name] = address
+    return missing
+
+
+def listing(peers: Mapping[str, str]) -> str:
+    """``worker 1 at host:port, worker 2 at host:port``."""
+    return ", ".join(f"{name} at {address}" for name, address in peers.items())
+
+
+# The watchdog of join_cluster, a separate Python process (stdlib only, starts in ~50 ms):
+# argv = parent pid, seconds, peers as JSON. It ends quietly when its stdin closes (the
+# parent joined the cluster, failed or died); when time runs out it names the peers that
+# still do not answer and ends the parent with SIGALRM.
+_WATCHDOG = """
+import json, os, select, signal, socket, sys
+pid, seconds, peers = int(sys.argv[1]), float(sys.argv[2]), json.loads(sys.argv[3])
+if not select.select([sys.stdin], [], [], seconds)[0]:
+    def answers(address):
+        host, _, port = address.rpartition(":")
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=0.5).close()
+        except OSError:
+            return False
+        return True
+    missing = {name: address for name, address in peers.items() if not answers(address)}
+    who = ", ".join(f"{name} at {address}" for name, address in (missing or peers).items())
+    print(f"error: {who} did not join the TF_CONFIG cluster within {seconds:g} s "
+          f"(--cluster-timeout); start every worker with the same cluster in TF_CONFIG, or "
+          f"give them more time. Nothing was written.", file=sys.stderr, flush=True)
+    os.kill(pid, signal.SIGALRM)
+"""
+
+
+class ClusterTimeout(RunError):
+    """The other workers of a multi-worker cluster did not start in time."""
+
+
+def wait_for_peers(task: ClusterTask, timeout: float, log=None) -> float:
+    """Waits, in Python, until every peer of ``task`` accepts connections on its address.
+
+    Meanwhile this process listens on its own port (TensorFlow binds it afterwards), so that
+    the peers' waits end too. SIGINT and SIGTERM end the wait (the peers are named).
+
+    Returns:
+        The seconds left of ``timeout``.
+
+    Raises:
+        ClusterTimeout: a peer did not answer within ``timeout`` seconds.
+        Interrupted: SIGINT or SIGTERM while waiting (exit code 128 + the signal).
+        ValueError: this process's own port is taken.
+    """
+    log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+    started = time.monotonic()
+    own = task.cluster[task.type][task.index]
+    port = int(own.rpartition(":")[2])
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind(("", port))
+    except OSError as error:
+        listener.close()
+        raise ValueError(f"{task.name} cannot listen on port {port} of its TF_CONFIG address "
+                         f"{own} ({error.strerror}); another process uses it. Stop it, or "
+                         f"give this worker another port in TF_CONFIG.") from None
+
+    def stop(number, frame):
+        raise Interrupted(f"{signal.Signals(number).name} while {task.name} waited for "
+                          f"{listing(unreachable(task.peers()) or task.peers())}; nothing "
+                          f"was written.", number)
+
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = {number: signal.signal(number, stop)
+                for number in (signal.SIGINT, signal.SIGTERM) if in_main_thread}
+    try:
+        listener.listen(64)
+        missing = unreachable(task.peers())
+        if missing:
+            log(f"{task.name} of {task.num_workers} waits up to {timeout:g} s "
+                f"(--cluster-timeout) for {listing(missing)}")
+        while missing:
+            if time.monotonic() - started > timeout:
+                raise ClusterTimeout(
+                    f"{listing(missing)} did not join the TF_CONFIG cluster within "
+                    f"{timeout:g} s (--cluster-timeout); start every worker with the same "
+                    f"cluster in TF_CONFIG, or give them more time. Nothing was written.")
+            time.sleep(0.2)
+            missing = unreachable(missing)
+    finally:
+        listener.close()
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    return max(1.0, timeout - (time.monotonic() - started))
+
+
+def join_cluster(task: ClusterTask, create: Callable[[], object], timeout: float,
+                 log=None):
+    """``create()``, which blocks until every worker of the cluster has connected, bounded
+    by ``timeout`` seconds.
+
+    TensorFlow waits for the cluster in C++ without returning to Python (neither SIGINT
+    nor SIGTERM ended that wait, nor did a Python timer thread run). The peers are therefore first awaited in Python (:func:`wait_for_peers`:
+    one line, timeout, SIGINT/SIGTERM); TensorFlow's own wait, short once every peer
+    answers, is bounded by a watchdog process that, when time runs out, prints which peers
+    do not answer and ends this process with SIGALRM. Nothing has been written by then.
+
+    Returns:
+        What ``create`` returned.
+    """
+    timeout = wait_for_peers(task, timeout, log)
+    watchdog = subprocess.Popen(
+        [sys.executable, "-c", _WATCHDOG, str(os.getpid()), repr(float(timeout)),
+         json.dumps(task.peers())],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        return create()
+    finally:
+        watchdog.stdin.close()
+        watchdog.wait()
+
+
+def make_strategy(name: str, cpu_replicas: int = 1, task: ClusterTask | None = None,
+                  cluster_timeout: float = 300.0):
     """The ``tf.distribute.Strategy`` called ``name`` (resolved by :func:`resolve_strategy`).
 
     ``mirrored`` uses every GPU, or the ``cpu_replicas`` logical CPUs when there is no GPU;
-    ``multi_worker`` reads TF_CONFIG. Both apply :mod:`hml_vae.compat` where the installed
-    Keras needs it. Call it before building any model or tensor.
+    ``multi_worker`` reads TF_CONFIG (``task``, when given, names its peers) and waits at
+    most ``cluster_timeout`` seconds for them (:func:`join_cluster`). Both apply
+    :mod:`hml_vae.compat` where the installed Keras needs it. Call it before building any
+    model or tensor.
     """
     import tensorflow as tf
 
@@ -303,7 +451,8 @@ def make_strategy(name: str, cpu_replicas: int = 1):
             devices = [device.name for device in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices=devices)
     if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        task = task or read_tf_config()
+        return join_cluster(task, tf.distribute.MultiWorkerMirroredStrategy, cluster_timeout)
     raise ValueError(f"unknown strategy {name!r}; expected default, mirrored or multi_worker.")
 
 
@@ -357,7 +506,7 @@ def setup(config, environ: Mapping[str, str] | None = None) -> Distribution:
     """
     task = read_tf_config(environ)
     name = resolve_strategy(config.strategy, task, config.cpu_replicas, gpu_count())
-    strategy = make_strategy(name, config.cpu_replicas)
+    strategy = make_strategy(name, config.cpu_replicas, task, config.cluster_timeout)
     distribution = Distribution(name, strategy, task if name == "multi_worker" else None)
     check_global_batch(config.batch_size, distribution.replicas)
     return distribution

@@ -192,7 +192,8 @@ class Trainer:
 def same_training(saved: Config, config: Config) -> bool:
     """Whether two configs train the same model: they may differ in how (strategy, CPU
     replicas), so a run interrupted on one machine can resume on another."""
-    how = {"strategy": config.strategy, "cpu_replicas": config.cpu_replicas}
+    how = {"strategy": config.strategy, "cpu_replicas": config.cpu_replicas,
+           "cluster_timeout": config.cluster_timeout}
     return dataclasses.replace(saved, **how) == config
 
 
