@@ -404,11 +404,12 @@ def join_cluster(task: ClusterTask, create: Callable[[], object], timeout: float
     """``create()``, which blocks until every worker of the cluster has connected, bounded
     by ``timeout`` seconds.
 
-    TensorFlow waits for the cluster in C++ without returning to Python (neither SIGINT
-    nor SIGTERM ended that wait, nor did a Python timer thread run). The peers are therefore first awaited in Python (:func:`wait_for_peers`:
-    one line, timeout, SIGINT/SIGTERM); TensorFlow's own wait, short once every peer
-    answers, is bounded by a watchdog process that, when time runs out, prints which peers
-    do not answer and ends this process with SIGALRM. Nothing has been written by then.
+    TensorFlow waits for the cluster in C++ without returning to Python: neither SIGINT
+    nor SIGTERM ended that wait, nor did a Python timer thread run. The peers are therefore
+    first awaited in Python (:func:`wait_for_peers`: one line, timeout, SIGINT/SIGTERM);
+    TensorFlow's own wait, short once every peer answers, is bounded by a watchdog process
+    that, when time runs out, prints which peers do not answer and ends this process with
+    SIGALRM. Nothing has been written by then.
 
     Returns:
         What ``create`` returned.
