@@ -1,21 +1,25 @@
-"""Work-around for Keras 3's ``model.fit`` under ``tf.distribute.MultiWorkerMirroredStrategy``.
+"""Work-arounds for Keras 3's ``model.fit`` under ``tf.distribute`` strategies.
 
-Keras 3's TensorFlow trainer fails with more than one worker (keras-team/keras#20585,
-open; tensorflow/tensorflow#72388; reproduced with Keras 3.15.1 / TF 2.21 and two workers
-on 127.0.0.1). Two places break, both in ``keras/src/backend/tensorflow/trainer.py``:
+Keras 3's TensorFlow trainer fails in two places, both in
+``keras/src/backend/tensorflow/trainer.py`` (reproduced with Keras 3.15.1 / TF 2.21):
 
 1. ``TensorFlowTrainer._maybe_symbolic_build`` builds the model from the first distributed
-   batch after reducing it with ``strategy.reduce("MEAN", batch, axis=None)``, which
-   cannot convert a ``PerReplica`` value in eager mode across workers. The build needs only
-   shapes and dtypes, so one local replica's share of the batch serves as well.
+   batch after reducing it with ``strategy.reduce("MEAN", batch, axis=None)``: an
+   element-wise mean of the replicas' shares. It fails whenever the shares differ in size
+   (``MirroredStrategy`` with a global batch of 64 on 3 replicas: "AddN must have the same
+   size and shape", 22 vs 20 images), and across workers it cannot convert a ``PerReplica``
+   value in eager mode at all (keras-team/keras#20585, open; tensorflow/tensorflow#72388).
+   The build needs only shapes and dtypes, so one local replica's share serves as well.
 2. ``reduce_per_replica`` reduces the step's logs across workers with
    ``strategy.reduce("MEAN", value, axis=0)``; the logs are 0-d tensors, which have no
-   axis 0. Reducing 0-d values with ``axis=None`` (the mean over replicas) is what is meant.
+   axis 0. Reducing 0-d values with ``axis=None`` (the mean over replicas) is what is
+   meant. Only multi-worker strategies take this path.
 
-:func:`patch_multi_worker_fit` wraps exactly these two places, and only those of them the
-installed Keras still has (it reads their source; a fixed Keras is left alone). Both
-wrappers change nothing outside multi-worker mode. Remove this module once #20585 is
-fixed in every Keras that hml_vae supports.
+:func:`patch_distributed_fit` wraps exactly these two places, and only those of them the
+installed Keras still has (it reads their source; a fixed Keras is left alone). The
+wrappers change nothing without a strategy, and the second nothing outside multi-worker
+mode. Remove this module once Keras builds from one replica's share and #20585 is fixed in
+every Keras that hml_vae supports.
 """
 
 from __future__ import annotations
@@ -69,13 +73,13 @@ def _local_share(value, strategy):
     return value
 
 
-def _wrap_symbolic_build(original, is_multi_worker):
+def _wrap_symbolic_build(original):
     from keras.src import tree
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         strategy = self._distribute_strategy
-        if iterator is not None and strategy is not None and is_multi_worker(strategy):
-            # The same first batch Keras would take, without the cross-worker reduce.
+        if iterator is not None and strategy is not None:
+            # The same first batch Keras would take, without the cross-replica reduce.
             for _, _, batches in iterator:
                 first = next(batches)
                 data_batch = tree.map_structure(lambda v: _local_share(v, strategy), first)
@@ -107,7 +111,7 @@ def _wrap_reduce_per_replica(original, is_multi_worker):
     return reduce_per_replica
 
 
-def patch_multi_worker_fit() -> list[str]:
+def patch_distributed_fit() -> list[str]:
     """Applies the work-around where the installed Keras needs it; idempotent.
 
     Returns:
@@ -123,9 +127,7 @@ def patch_multi_worker_fit() -> list[str]:
     broken = broken_places(trainer_module)
     build = trainer_module.TensorFlowTrainer._maybe_symbolic_build
     if "symbolic_build" in broken and not getattr(build, _PATCHED_MARK, False):
-        trainer_module.TensorFlowTrainer._maybe_symbolic_build = _wrap_symbolic_build(
-            build, is_multi_worker
-        )
+        trainer_module.TensorFlowTrainer._maybe_symbolic_build = _wrap_symbolic_build(build)
         patched.append("symbolic_build")
     reduce = trainer_module.reduce_per_replica
     if "reduce_per_replica" in broken and not getattr(reduce, _PATCHED_MARK, False):

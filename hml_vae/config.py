@@ -94,6 +94,9 @@ class Config:
                            "default, mirrored, multi_worker", choices=STRATEGIES)
     cpu_replicas: int = option(1, "split the CPU into N logical devices for --strategy "
                                "mirrored", positive=True)
+    cluster_timeout: float = option(300.0, "seconds a --strategy multi_worker process waits "
+                                    "for the other workers of its TF_CONFIG cluster to "
+                                    "start before it fails", positive=True)
     # --- Architecture ---------------------------------------------------------------------
     hidden: tuple[int, ...] = option(
         (100,), "encoder hidden sizes, e.g. 100 or 150,100 (the decoder mirrors them); conv "

@@ -23,7 +23,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Mapping
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+
+from hml_vae.errors import Interrupted, RunError
 
 # MultiWorkerMirroredStrategy uses these task types; "ps" and "evaluator" belong to other
 # strategies (parameter servers, side-car evaluation) that hml_vae does not use.
@@ -63,6 +71,13 @@ class ClusterTask:
     @property
     def name(self) -> str:
         return f"{self.type} {self.index}"
+
+    def peers(self) -> dict[str, str]:
+        """The other training tasks: name (``worker 1``) -> ``host:port``."""
+        return {f"{kind} {index}": address
+                for kind in TRAINING_TASK_TYPES
+                for index, address in enumerate(self.cluster.get(kind, ()))
+                if (kind, index) != (self.type, self.index)}
 
 
 def _tf_config_error(problem: str, text: str) -> ValueError:
@@ -194,24 +209,59 @@ def resolve_strategy(requested: str, task: ClusterTask | None, cpu_replicas: int
 
 
 def check_global_batch(batch_size: int, replicas: int) -> None:
-    """Raises ValueError unless every replica gets at least one image of each batch."""
+    """Raises ValueError unless every replica gets at least one image of each batch.
+
+    Any global batch of at least ``replicas`` images works: one that is not a multiple of
+    ``replicas`` is split unevenly (64 on 3 replicas: 22, 21 and 21 images).
+    """
     if batch_size < replicas:
         raise ValueError(
             f"--batch-size is the global batch, split across {replicas} replicas; "
             f"{batch_size} leaves some replicas without images. Pass --batch-size of at "
-            f"least {replicas} (a multiple of {replicas} splits evenly)."
+            f"least {replicas}."
         )
 
 
-def evenly_split_size(examples: int, batch_size: int, replicas: int) -> int:
-    """How many of ``examples`` to keep so that the last, partial batch splits evenly
-    across the replicas: at most ``replicas - 1`` images are left out.
+def check_split_sizes(sizes: Mapping[str, int], replicas: int) -> None:
+    """Raises ValueError when a data split has fewer images than there are replicas (one
+    would compute a mean over no images: NaN).
 
-    An uneven last batch fails under Keras 3.15's cross-replica step (a shape mismatch
-    such as 46 vs 45 images), and one smaller than the replica count would leave a replica
-    averaging a loss over no images (NaN).
+    Args:
+        sizes: split name (``validation``) -> number of images.
     """
-    return examples - (examples % batch_size) % replicas
+    for name, size in sizes.items():
+        if 0 < size < replicas:
+            raise ValueError(
+                f"the {name} split has {size} image(s), fewer than the {replicas} replicas "
+                f"that each need at least one; train on more images (a larger --limit) or "
+                f"with fewer replicas."
+            )
+
+
+def last_batch_sizes(images: int, batch_size: int, replicas: int) -> list[int] | None:
+    """Batch sizes that use all ``images`` and give every replica at least one image of
+    each batch, or None when batches of ``batch_size`` already do.
+
+    A last batch of fewer than ``replicas`` images is merged into the one before it
+    (130 images, batches of 64, 3 replicas: 64 and 66 instead of 64, 64 and 2).
+    """
+    remainder = images % batch_size
+    if replicas == 1 or images < batch_size or remainder == 0 or remainder >= replicas:
+        return None
+    return [batch_size] * (images // batch_size - 1) + [batch_size + remainder]
+
+
+def with_replica_sized_batches(dataset, images: int, batch_size: int, replicas: int):
+    """``dataset`` (``images`` images in batches of ``batch_size``, e.g. a validation
+    pipeline) rebatched by :func:`last_batch_sizes` when its last batch is too small."""
+    sizes = last_batch_sizes(images, batch_size, replicas)
+    if sizes is None:
+        return dataset
+    import tensorflow as tf
+
+    # One pass: rebatch cycles through the sizes, one cycle per epoch.
+    rebatched = dataset.rebatch(tf.constant(sizes, tf.int64))
+    return rebatched.apply(tf.data.experimental.assert_cardinality(len(sizes)))
 
 
 # --- TensorFlow ---------------------------------------------------------------------------
@@ -246,17 +296,154 @@ def configure_cpu_replicas(count: int) -> None:
         ) from None
 
 
-def make_strategy(name: str, cpu_replicas: int = 1):
+def unreachable(peers: Mapping[str, str], seconds: float = 0.5) -> dict[str, str]:
+    """The peers (name -> ``host:port``) on whose address nothing accepts a connection."""
+    missing = {}
+    for name, address in peers.items():
+        host, _, port = address.rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=seconds):
+                pass
+        except OSError:
+            missing[name] = address
+    return missing
+
+
+def listing(peers: Mapping[str, str]) -> str:
+    """``worker 1 at host:port, worker 2 at host:port``."""
+    return ", ".join(f"{name} at {address}" for name, address in peers.items())
+
+
+# The watchdog of join_cluster, a separate Python process (stdlib only, starts in ~50 ms):
+# argv = parent pid, seconds, peers as JSON. It ends quietly when its stdin closes (the
+# parent joined the cluster, failed or died); when time runs out it names the peers that
+# still do not answer and ends the parent with SIGALRM.
+_WATCHDOG = """
+import json, os, select, signal, socket, sys
+pid, seconds, peers = int(sys.argv[1]), float(sys.argv[2]), json.loads(sys.argv[3])
+if not select.select([sys.stdin], [], [], seconds)[0]:
+    def answers(address):
+        host, _, port = address.rpartition(":")
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=0.5).close()
+        except OSError:
+            return False
+        return True
+    missing = {name: address for name, address in peers.items() if not answers(address)}
+    who = ", ".join(f"{name} at {address}" for name, address in (missing or peers).items())
+    print(f"error: {who} did not join the TF_CONFIG cluster within {seconds:g} s "
+          f"(--cluster-timeout); start every worker with the same cluster in TF_CONFIG, or "
+          f"give them more time. Nothing was written.", file=sys.stderr, flush=True)
+    os.kill(pid, signal.SIGALRM)
+"""
+
+
+class ClusterTimeout(RunError):
+    """The other workers of a multi-worker cluster did not start in time."""
+
+
+def wait_for_peers(task: ClusterTask, timeout: float, log=None) -> float:
+    """Waits, in Python, until every peer of ``task`` accepts connections on its address.
+
+    Meanwhile this process listens on its own port (TensorFlow binds it afterwards), so that
+    the peers' waits end too. SIGINT and SIGTERM end the wait (the peers are named).
+
+    Returns:
+        The seconds left of ``timeout``.
+
+    Raises:
+        ClusterTimeout: a peer did not answer within ``timeout`` seconds.
+        Interrupted: SIGINT or SIGTERM while waiting (exit code 128 + the signal).
+        ValueError: this process's own port is taken.
+    """
+    log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+    started = time.monotonic()
+    own = task.cluster[task.type][task.index]
+    port = int(own.rpartition(":")[2])
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind(("", port))
+    except OSError as error:
+        listener.close()
+        raise ValueError(f"{task.name} cannot listen on port {port} of its TF_CONFIG address "
+                         f"{own} ({error.strerror}); another process uses it. Stop it, or "
+                         f"give this worker another port in TF_CONFIG.") from None
+
+    def stop(number, frame):
+        raise Interrupted(f"{signal.Signals(number).name} while {task.name} waited for "
+                          f"{listing(unreachable(task.peers()) or task.peers())}; nothing "
+                          f"was written.", number)
+
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = {number: signal.signal(number, stop)
+                for number in (signal.SIGINT, signal.SIGTERM) if in_main_thread}
+    try:
+        listener.listen(64)
+        missing = unreachable(task.peers())
+        if missing:
+            log(f"{task.name} of {task.num_workers} waits up to {timeout:g} s "
+                f"(--cluster-timeout) for {listing(missing)}")
+        while missing:
+            if time.monotonic() - started > timeout:
+                raise ClusterTimeout(
+                    f"{listing(missing)} did not join the TF_CONFIG cluster within "
+                    f"{timeout:g} s (--cluster-timeout); start every worker with the same "
+                    f"cluster in TF_CONFIG, or give them more time. Nothing was written.")
+            time.sleep(0.2)
+            missing = unreachable(missing)
+    finally:
+        listener.close()
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    return max(1.0, timeout - (time.monotonic() - started))
+
+
+def join_cluster(task: ClusterTask, create: Callable[[], object], timeout: float,
+                 log=None):
+    """``create()``, which blocks until every worker of the cluster has connected, bounded
+    by ``timeout`` seconds.
+
+    TensorFlow waits for the cluster in C++ without returning to Python: neither SIGINT
+    nor SIGTERM ended that wait, nor did a Python timer thread run. The peers are therefore
+    first awaited in Python (:func:`wait_for_peers`: one line, timeout, SIGINT/SIGTERM);
+    TensorFlow's own wait, short once every peer answers, is bounded by a watchdog process
+    that, when time runs out, prints which peers do not answer and ends this process with
+    SIGALRM. Nothing has been written by then.
+
+    Returns:
+        What ``create`` returned.
+    """
+    timeout = wait_for_peers(task, timeout, log)
+    watchdog = subprocess.Popen(
+        [sys.executable, "-c", _WATCHDOG, str(os.getpid()), repr(float(timeout)),
+         json.dumps(task.peers())],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        return create()
+    finally:
+        watchdog.stdin.close()
+        watchdog.wait()
+
+
+def make_strategy(name: str, cpu_replicas: int = 1, task: ClusterTask | None = None,
+                  cluster_timeout: float = 300.0):
     """The ``tf.distribute.Strategy`` called ``name`` (resolved by :func:`resolve_strategy`).
 
     ``mirrored`` uses every GPU, or the ``cpu_replicas`` logical CPUs when there is no GPU;
-    ``multi_worker`` reads TF_CONFIG and applies :mod:`hml_vae.compat` where the installed
-    Keras needs it. Call it before building any model or tensor.
+    ``multi_worker`` reads TF_CONFIG (``task``, when given, names its peers) and waits at
+    most ``cluster_timeout`` seconds for them (:func:`join_cluster`). Both apply
+    :mod:`hml_vae.compat` where the installed Keras needs it. Call it before building any
+    model or tensor.
     """
     import tensorflow as tf
 
+    from hml_vae import compat
+
     if name == "default":
         return tf.distribute.get_strategy()
+    compat.patch_distributed_fit()
     if name == "mirrored":
         if cpu_replicas > 1:
             configure_cpu_replicas(cpu_replicas)
@@ -265,10 +452,8 @@ def make_strategy(name: str, cpu_replicas: int = 1):
             devices = [device.name for device in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices=devices)
     if name == "multi_worker":
-        from hml_vae import compat
-
-        compat.patch_multi_worker_fit()
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        task = task or read_tf_config()
+        return join_cluster(task, tf.distribute.MultiWorkerMirroredStrategy, cluster_timeout)
     raise ValueError(f"unknown strategy {name!r}; expected default, mirrored or multi_worker.")
 
 
@@ -322,7 +507,7 @@ def setup(config, environ: Mapping[str, str] | None = None) -> Distribution:
     """
     task = read_tf_config(environ)
     name = resolve_strategy(config.strategy, task, config.cpu_replicas, gpu_count())
-    strategy = make_strategy(name, config.cpu_replicas)
+    strategy = make_strategy(name, config.cpu_replicas, task, config.cluster_timeout)
     distribution = Distribution(name, strategy, task if name == "multi_worker" else None)
     check_global_batch(config.batch_size, distribution.replicas)
     return distribution

@@ -126,28 +126,17 @@ def make_training_data(config: Config, data, replicas: int = 1):
 
     Training batches are all full: each epoch leaves out a different few (< batch_size) of
     the shuffled training images, so an XLA-compiled step sees one batch shape. Validation
-    uses every image. Under a strategy the batches are global and sharded by DATA; up to
-    ``replicas - 1`` images are left out so that the last batch splits evenly.
+    uses every image. Under a strategy the batches are global and sharded by DATA, and a
+    last validation batch too small to give every replica an image joins the one before.
     """
     def options(dataset):
         return dataset.with_options(distribute.distribute_options()) if replicas > 1 else dataset
 
     train = data.train.pipeline(config.batch_size, shuffle=True, seed=config.seed,
                                 binarize=config.binarize, full_batches=True)
-    valid = data.valid.pipeline(config.batch_size)
-    if replicas > 1:
-        # Keep the last validation batch splittable across the replicas.
-        usable = distribute.evenly_split_size(len(data.valid), config.batch_size, replicas)
-        if usable < len(data.valid):
-            valid = valid.unbatch().take(usable).batch(config.batch_size)
-            valid = valid.apply(_known_length(usable, config.batch_size))
+    valid = distribute.with_replica_sized_batches(
+        data.valid.pipeline(config.batch_size), len(data.valid), config.batch_size, replicas)
     return options(train), options(valid)
-
-
-def _known_length(count: int, batch_size: int):
-    import tensorflow as tf
-
-    return tf.data.experimental.assert_cardinality(-(-count // batch_size))
 
 
 def verbosity() -> int:
@@ -221,7 +210,9 @@ class Trainer:
         config = self.config
         train = data_lib.make_pipeline(inputs, config.batch_size, shuffle=True,
                                        seed=config.seed, full_batches=True)
-        valid = data_lib.make_pipeline(valid_inputs, config.batch_size)
+        valid = distribute.with_replica_sized_batches(
+            data_lib.make_pipeline(valid_inputs, config.batch_size), len(valid_inputs),
+            config.batch_size, self.replicas)
         return self.fit(model, train, valid, config.epochs, stage, images=images)
 
     def stage_history(self, stage: str | None = None) -> dict:
@@ -231,7 +222,8 @@ class Trainer:
 def same_training(saved: Config, config: Config) -> bool:
     """Whether two configs train the same model: they may differ in how (strategy, CPU
     replicas), so a run interrupted on one machine can resume on another."""
-    how = {"strategy": config.strategy, "cpu_replicas": config.cpu_replicas}
+    how = {"strategy": config.strategy, "cpu_replicas": config.cpu_replicas,
+           "cluster_timeout": config.cluster_timeout}
     return dataclasses.replace(saved, **how) == config
 
 
@@ -346,6 +338,7 @@ def check_family_can_train(config: Config, data, distribution) -> None:
     """Raises ValueError, before anything is written, when the family's own training
     procedure cannot run on this data or under this strategy."""
     family = config.family
+    distribute.check_split_sizes({"validation": len(data.valid)}, distribution.replicas)
     if family.train is not None and distribution.name == "multi_worker":
         raise ValueError(f"{config.model} trains its stages in one process (strategy default "
                          f"or mirrored); use --strategy mirrored.")
