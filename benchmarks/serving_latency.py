@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -116,14 +115,14 @@ def export_trained(model: str, limit: int, directory: Path) -> Path:
 
 
 def to_markdown(report: dict) -> str:
+    from benchmarks.machine import stamp_line
+
     machine = report["machine"]
     lines = [
         "# Serving latency: `serving_default` via `tf.saved_model.load`",
         "",
-        f"Machine: {machine['cpu']}, {machine['cpu_count']} CPUs, TensorFlow "
-        f"{machine['tensorflow']}, Keras {machine['keras']}, {machine['gpus']} GPUs; load "
-        f"average at start {report['load_average']} (a shared machine: compare rows of one "
-        f"run, not runs).",
+        stamp_line(machine) + " A shared machine: compare rows of one run, not runs.",
+        "",
         f"Protocol: {report['warmup']} warm-up calls, then {report['repeats']} timed calls "
         f"per batch size, one at a time, outputs fetched to NumPy; Fashion-MNIST test "
         f"images (float32, (batch, 28, 28)). {report['models_note']}",
@@ -145,12 +144,12 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     import keras
 
-    from benchmarks.machine import describe_machine
+    from benchmarks.machine import describe_machine, finished
     from hml_vae import data as data_lib
 
+    machine = describe_machine()
     keras.utils.set_random_seed(0)
     images = data_lib.load_dataset("fashion_mnist", limit=max(BATCH_SIZES) * 6).test.images
-    load_average = [round(value, 2) for value in os.getloadavg()]
     results = {}
     with tempfile.TemporaryDirectory() as scratch:
         if args.savedmodel:
@@ -166,7 +165,7 @@ def main(argv=None) -> None:
             for row in results[name]:
                 print(f"{name} batch {row['batch_size']}: median {row['median_ms']:.3f} ms, "
                       f"p99 {row['p99_ms']:.3f} ms", file=sys.stderr)
-    report = {"machine": describe_machine(), "load_average": load_average,
+    report = {"machine": finished(machine),
               "warmup": args.warmup, "repeats": args.repeats, "models_note": note,
               "results": results}
     results_dir = Path(args.results_dir)
