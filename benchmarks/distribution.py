@@ -30,7 +30,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from any checkout
 
-from benchmarks.machine import describe_machine, finished, stamp_line  # noqa: E402
+from benchmarks.machine import (  # noqa: E402
+    child_environment,
+    describe_machine,
+    finished,
+    stamp_line,
+)
 from hml_vae import cli  # noqa: E402
 
 # (name, script, script arguments before --, train arguments)
@@ -70,7 +75,7 @@ def run_setup(name: str, script: str, before: list[str], train_args: list[str],
                "--iwae-samples", "10", "--no-plots", "--output", str(run_dir), *train_args]
     started = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout,
-                            cwd=REPO)
+                            cwd=REPO, env=child_environment())
     wall = time.perf_counter() - started
     if result.returncode != 0:
         raise RuntimeError(f"{name} failed ({result.returncode}):\n"

@@ -14,6 +14,14 @@ STAMP_KEYS = ("commit", "dirty", "date", "cpu", "cpu_count", "load_average_befor
               "load_average_after")
 
 
+def child_environment() -> dict:
+    """The environment for a benchmark's child process: this checkout's hml_vae first on
+    the path (a script's own folder is what Python puts there, and an installed hml_vae
+    may be another checkout's)."""
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": str(REPO) + (os.pathsep + path if path else "")}
+
+
 def cpu_model() -> str:
     """The CPU's model name from /proc/cpuinfo (Linux), else what ``platform`` knows."""
     cpuinfo = Path("/proc/cpuinfo")

@@ -24,7 +24,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.machine import describe_machine, finished, stamp_line  # noqa: E402
+from benchmarks.machine import (  # noqa: E402
+    child_environment,
+    describe_machine,
+    finished,
+    stamp_line,
+)
 from hml_vae import cli  # noqa: E402
 
 
@@ -32,7 +37,8 @@ def measure(command: list[str]) -> tuple[int, float, str]:
     """(peak RSS in bytes, wall seconds, stderr tail) of ``command`` run to its end."""
     started = time.perf_counter()
     with tempfile.TemporaryFile() as errors:
-        child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors)
+        child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors,
+                                 env=child_environment())
         _, status, usage = os.wait4(child.pid, 0)
         child.returncode = os.waitstatus_to_exitcode(status)
         seconds = time.perf_counter() - started
