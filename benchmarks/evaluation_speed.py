@@ -28,7 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.machine import describe_machine, finished, stamp_line  # noqa: E402
-from benchmarks.throughput import RESULTS, matmul_peak  # noqa: E402
+from benchmarks.throughput import PEAK_MODES, RESULTS, matmul_peak  # noqa: E402
 from hml_vae import cli  # noqa: E402
 
 
@@ -89,10 +89,14 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=cli.positive_int, default=1)
     parser.add_argument("--limit", type=cli.positive_int,
                         help="train on the first N images (smoke runs)")
+    parser.add_argument("--peak-size", type=cli.positive_int, default=2048,
+                        help="side of the square matrix multiply of the peak")
+    parser.add_argument("--peak-modes", type=cli.name_list(PEAK_MODES, "peak modes"),
+                        default=PEAK_MODES, help="matmuls of the peak in plain TF and/or XLA")
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     machine = describe_machine()
-    peak = matmul_peak()["peak_flops"]
+    peak = matmul_peak(args.peak_size, modes=args.peak_modes)["peak_flops"]
 
     import keras
 

@@ -34,12 +34,13 @@ RESULTS = ROOT / "benchmarks" / "results"
 # takes these plus --results-dir.
 BENCHMARKS = {
     "throughput": ([], ["--epochs", "2", "--rounds", "1", "--limit", "512",
-                        "--peak-size", "256", "--peak-repeats", "1",
+                        "--peak-size", "256", "--peak-repeats", "1", "--peak-modes", "tf",
                         "--without-torch-if-missing",
                         "--implementations", "hml_vae,torch"]),
     "memory": ([], ["--epochs", "1", "--limit", "300"]),
     "evaluation_speed": ([], ["--samples", "8", "--images", "64", "--loop-images", "2",
-                              "--loop-slices", "2", "--limit", "256"]),
+                              "--loop-slices", "2", "--limit", "256", "--peak-size", "256",
+                              "--peak-modes", "tf"]),
     "xla_by_family": ([], ["--families", "vae", "--limit", "256", "--rounds", "1"]),
     "serving_latency": ([], ["--models", "stacked", "--limit", "128", "--repeats", "3",
                              "--warmup", "1"]),

@@ -90,7 +90,11 @@ def multiply_pairs(pairs, transpose_a: bool, transpose_b: bool) -> list:
             for a, b in pairs]
 
 
-def matmul_peak(square: int = 2048, repeats: int = 5, copies: int = 16) -> dict:
+PEAK_MODES = ("tf", "xla")
+
+
+def matmul_peak(square: int = 2048, repeats: int = 5, copies: int = 16,
+                modes=PEAK_MODES) -> dict:
     """Float32 matrix-multiply FLOP/s in TensorFlow, per GEMM shape: the best of
     ``repeats`` runs, each a ``tf.function`` (with and without XLA) of ``copies``
     independent multiplies of distinct random inputs (so that per-call overhead is shared
@@ -107,7 +111,7 @@ def matmul_peak(square: int = 2048, repeats: int = 5, copies: int = 16) -> dict:
                    tf.constant(rng.random(b_shape, dtype=np.float32))) for _ in range(count)]
         flops = count * gemm_flops(a_shape, b_shape, transpose_a, transpose_b)
         best = {}
-        for jit_compile in (False, True):
+        for jit_compile in (mode == "xla" for mode in modes):
             multiply = tf.function(functools.partial(
                 multiply_pairs, transpose_a=transpose_a, transpose_b=transpose_b),
                 jit_compile=jit_compile)
@@ -345,7 +349,8 @@ def to_markdown(report: dict) -> str:
                 + f" | **{ratio['steady']:.2f}×** | "
                 + " / ".join(f"{value:.2f}×" for value in ratio["with_first_epoch_by_round"])
                 + f" | {ratio['with_first_epoch']:.2f}× |")
-    lines += ["", "Matrix-multiply GFLOP/s by shape (best run; plain TensorFlow / XLA):", ""]
+    lines += ["", "Matrix-multiply GFLOP/s by shape (best run; "
+              + " / ".join(next(iter(peak["by_shape"].values()))["gflops_by_run_best"]) + "):", ""]
     lines += [f"- {name}: " + " / ".join(f"{value:.1f}" for value in
                                         row["gflops_by_run_best"].values())
               for name, row in peak["by_shape"].items()]
@@ -377,6 +382,8 @@ def main(argv=None) -> int:
     parser.add_argument("--peak-size", type=cli.positive_int, default=2048,
                         help="side of the square matrix multiply of the peak")
     parser.add_argument("--peak-repeats", type=cli.positive_int, default=5)
+    parser.add_argument("--peak-modes", type=cli.name_list(PEAK_MODES, "peak modes"),
+                        default=PEAK_MODES, help="matmuls of the peak in plain TF and/or XLA")
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     if args.epochs < 2:
@@ -396,7 +403,7 @@ def main(argv=None) -> int:
 
     data = load_dataset("fashion_mnist", limit=args.limit)
     train, test = data.train.images, data.test.images
-    peak_before = matmul_peak(args.peak_size, args.peak_repeats)
+    peak_before = matmul_peak(args.peak_size, args.peak_repeats, modes=args.peak_modes)
     runs: dict[str, list] = {name: [] for name in implementations}
     for round_index in range(args.rounds):
         order = list(runs) if round_index % 2 == 0 else list(reversed(runs))
@@ -411,7 +418,8 @@ def main(argv=None) -> int:
                   f"{statistics.median(steady_images_per_second(result)):,.0f} images/s, "
                   f"test -ELBO (gray) {result['test_neg_elbo_gray']:.2f}", flush=True)
 
-    peak = best_of(peak_before, matmul_peak(args.peak_size, args.peak_repeats))
+    peak = best_of(peak_before, matmul_peak(args.peak_size, args.peak_repeats,
+                                            modes=args.peak_modes))
     summary, ratios = summarize(runs, flops_per_image(), peak["peak_flops"])
     report = {
         "machine": finished(machine),
