@@ -105,8 +105,10 @@ def main(argv=None) -> int:
     from hml_vae.evaluation import likelihood_terms
     from hml_vae.training import build_and_compile
 
+    # Bernoulli decoder on dynamically binarized training images, one static
+    # binarization of the test images (what the likelihood is measured on).
     config = make_config("vae", hidden=(400,), latent_dim=20, optimizer="adam",
-                         batch_size=128, epochs=args.epochs)
+                         batch_size=128, epochs=args.epochs, binarize="dynamic")
     data = load_dataset(config.dataset, binarize=config.binarize, seed=config.seed,
                         limit=args.limit)
     config = config.for_images(data.image_shape)
