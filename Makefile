@@ -1,12 +1,14 @@
 # Two commands do all the set-up on a fresh Debian/Ubuntu machine:
 #   make demo   virtual environment + requirements + data, then train and evaluate a model
 #   make test   the same set-up, then the test suite
+#   make bench        every benchmarks/results/ file regenerated from this code (hours)
+#   make bench-quick  every benchmark at a tiny size into a temporary directory (minutes)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 RUN ?= runs/demo-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: setup data demo test lint clean
+.PHONY: setup data demo test lint clean bench bench-quick
 
 setup: $(VENV)/.installed data
 
@@ -25,6 +27,15 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest
+
+# The PyTorch reference of benchmarks/throughput.py is in benchmarks/requirements.txt.
+bench: setup
+	$(PY) -m pip install --quiet -r benchmarks/requirements.txt
+	$(PY) benchmarks/run_all.py --full
+	$(PY) benchmarks/readme_tables.py
+
+bench-quick: setup
+	$(PY) benchmarks/run_all.py --quick
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check hml_vae scripts tests benchmarks

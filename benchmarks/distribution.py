@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -31,7 +30,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from any checkout
 
-from benchmarks.machine import describe_machine  # noqa: E402
+from benchmarks.machine import (  # noqa: E402
+    child_environment,
+    describe_machine,
+    finished,
+    stamp_line,
+)
 from hml_vae import cli  # noqa: E402
 
 # (name, script, script arguments before --, train arguments)
@@ -42,6 +46,9 @@ SETUPS = (
     ("multi_worker, 1 local worker", "launch_local_cluster.py", ["--workers", "1", "--"], []),
     ("multi_worker, 2 local workers", "launch_local_cluster.py", ["--workers", "2", "--"], []),
 )
+# Short names for --setups (the setups' own names have commas).
+SETUP_KEYS = dict(zip(("default", "mirrored", "multi_worker_1", "multi_worker_2"),
+                      (name for name, *_ in SETUPS), strict=True))
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -52,6 +59,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="epochs per setup; the first is not timed (default: 4)")
     parser.add_argument("--timeout", type=cli.positive_float, default=1800,
                         help="seconds per setup before it is stopped (default: 1800)")
+    parser.add_argument("--setups", type=cli.name_list(tuple(SETUP_KEYS), "setups"),
+                        default=tuple(SETUP_KEYS), help="comma-separated subset (smoke runs)")
     parser.add_argument("--results-dir", type=Path, default=REPO / "benchmarks" / "results")
     return parser.parse_args(argv)
 
@@ -66,7 +75,7 @@ def run_setup(name: str, script: str, before: list[str], train_args: list[str],
                "--iwae-samples", "10", "--no-plots", "--output", str(run_dir), *train_args]
     started = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout,
-                            cwd=REPO)
+                            cwd=REPO, env=child_environment())
     wall = time.perf_counter() - started
     if result.returncode != 0:
         print((result.stdout + result.stderr)[-3000:], file=sys.stderr)
@@ -87,7 +96,9 @@ def run_setup(name: str, script: str, before: list[str], train_args: list[str],
     }
 
 
-def markdown(header: dict, rows: list[dict]) -> str:
+def to_markdown(header: dict) -> str:
+    """The report, from the results file alone."""
+    rows = header["rows"]
     base = rows[0]["median_epoch_seconds"]
     lines = [
         "# Distribution overhead: dense VAE epoch time",
@@ -98,10 +109,9 @@ def markdown(header: dict, rows: list[dict]) -> str:
         "",
         f"**Read this as overhead, not speed-up**: the machine has {header['machine']['cpu_count']}"
         f" CPU cores and {header['machine']['gpus']} GPUs, so two replicas or two workers "
-        f"share the same cores as one. It was shared with other jobs (load average "
-        f"{header['machine']['load_average_at_start'][0]:.1f} at start, "
-        f"{header['load_average_at_end'][0]:.1f} at the end): ratios within this run "
-        f"are what to compare.",
+        f"share the same cores as one. Ratios within this run are what to compare.",
+        "",
+        stamp_line(header["machine"]),
         "",
         "| setup | replicas | median epoch (s) | vs 1 device | first epoch (s) | "
         "final loss | whole command (s) |",
@@ -113,27 +123,29 @@ def markdown(header: dict, rows: list[dict]) -> str:
             f"{row['median_epoch_seconds'] / base:.2f}x | {row['first_epoch_seconds']:.2f} | "
             f"{row['final_loss']:.2f} | {row['command_seconds']:.1f} |"
         )
-    lines += ["", "Machine: " + ", ".join(f"{key} {value}" for key, value
-                                          in header["machine"].items()), ""]
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    header = {"limit": args.limit, "epochs": args.epochs, "machine": describe_machine()}
+    machine = describe_machine()
     rows = []
     with tempfile.TemporaryDirectory(prefix="hml_vae-distribution-") as runs_dir:
         for name, script, before, train_args in SETUPS:
+            if name not in {SETUP_KEYS[key] for key in args.setups}:
+                continue
             print(f"{name} ...", file=sys.stderr, flush=True)
             rows.append(run_setup(name, script, before, train_args, args, Path(runs_dir)))
             print(f"  median epoch {rows[-1]['median_epoch_seconds']:.2f} s", file=sys.stderr)
-    header["load_average_at_end"] = os.getloadavg()
+    report = {"limit": args.limit, "epochs": args.epochs, "machine": finished(machine),
+              "rows": rows}
     stem = "distribution" if args.limit == 10_000 else f"distribution_limit{args.limit}"
+    if tuple(args.setups) != tuple(SETUP_KEYS):
+        stem += "_partial"
     args.results_dir.mkdir(parents=True, exist_ok=True)
-    (args.results_dir / f"{stem}.json").write_text(
-        json.dumps({**header, "rows": rows}, indent=2) + "\n")
-    (args.results_dir / f"{stem}.md").write_text(markdown(header, rows))
-    print(markdown(header, rows))
+    (args.results_dir / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.results_dir / f"{stem}.md").write_text(to_markdown(report))
+    print(to_markdown(report))
 
 
 if __name__ == "__main__":

@@ -11,14 +11,13 @@ samples, and the same estimate computed image by image (one encoder call and one
 call of K codings per image) on ``--loop-images`` images, extrapolated to all of them.
 The loop is timed in ``--loop-slices`` slices, some before and some after the vectorised
 run, and its median time per image is used: on a shared machine both then see the same
-load. Writes benchmarks/results/evaluation_speed.json and .md.
+load. Writes STEM.json and STEM.md to --results-dir (default benchmarks/results/).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -28,8 +27,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.machine import describe_machine  # noqa: E402
-from benchmarks.throughput import RESULTS, matmul_peak  # noqa: E402
+from benchmarks.machine import describe_machine, finished, stamp_line  # noqa: E402
+from benchmarks.throughput import PEAK_MODES, RESULTS, matmul_peak  # noqa: E402
+from hml_vae import cli  # noqa: E402
 
 
 def per_image_loop(models, images, samples: int, seed: int) -> np.ndarray:
@@ -50,8 +50,33 @@ def per_image_loop(models, images, samples: int, seed: int) -> np.ndarray:
     return np.array(estimates)
 
 
-def rounded(load_average) -> str:
-    return ", ".join(f"{value:.2f}" for value in load_average)
+def to_markdown(report: dict) -> str:
+    """The report, from the results file alone."""
+    loop = report["per_image_loop_seconds_extrapolated"]
+    floor = report["decoder_seconds_at_matmul_peak"]
+    same = report["same_images_nll_iwae"]
+    lines = [
+        "# Importance-weighted −log p(x): evaluation speed", "",
+        stamp_line(report["machine"]), "",
+        f"Dense VAE 784-400-20 trained {report['epochs']} epoch(s) on "
+        f"{report['train_images']:,} images, K = {report['samples_k']}, "
+        f"{report['images']:,} binarized test images.", "",
+        "| implementation | seconds |", "|---|---|",
+        f"| hml_vae (vectorised over samples, chunked, log-sum-exp) | "
+        f"{report['vectorised_seconds']:.1f} |",
+        f"| per-image Python loop ({report['loop_images_timed']} images timed in "
+        f"{len(report['loop_seconds_per_image_by_slice'])} slices around it, median "
+        f"extrapolated) | {loop:.1f} |", "",
+        f"Speed-up: **{report['speed_up']:.1f}×**. −log p(x) ≈ {report['test_nll_iwae']:.2f} "
+        f"nats/image. On the timed images both give {same['vectorised']:.2f} and "
+        f"{same['loop']:.2f} nats (different draws).", "",
+        f"Floor: the decoder's multiply-adds alone take {floor:.1f} s at this machine's "
+        f"float32 matmul peak ({report['matmul_peak_gflops']:.0f} GFLOP/s, TensorFlow, best "
+        f"over GEMM shapes; benchmarks/throughput.py), so no float32 implementation beats "
+        f"{loop:.0f} s by more than {loop / floor:.1f}× here. Their ratio is measured in one "
+        f"run, the loop in slices around the vectorised run.", "",
+    ]
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
@@ -61,10 +86,17 @@ def main(argv=None) -> int:
     parser.add_argument("--loop-images", type=int, default=50)
     parser.add_argument("--loop-slices", type=int, default=5,
                         help="the loop is timed in this many slices around the vectorised run")
-    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--epochs", type=cli.positive_int, default=1)
+    parser.add_argument("--limit", type=cli.positive_int,
+                        help="train on the first N images (smoke runs)")
+    parser.add_argument("--peak-size", type=cli.positive_int, default=2048,
+                        help="side of the square matrix multiply of the peak")
+    parser.add_argument("--peak-modes", type=cli.name_list(PEAK_MODES, "peak modes"),
+                        default=PEAK_MODES, help="matmuls of the peak in plain TF and/or XLA")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    machine = describe_machine()  # its load average is the one before this run's work
-    peak = matmul_peak()
+    machine = describe_machine()
+    peak = matmul_peak(args.peak_size, modes=args.peak_modes)["peak_flops"]
 
     import keras
 
@@ -73,9 +105,13 @@ def main(argv=None) -> int:
     from hml_vae.evaluation import likelihood_terms
     from hml_vae.training import build_and_compile
 
+    # Bernoulli decoder on dynamically binarized training images, one static
+    # binarization of the test images (what the likelihood is measured on).
     config = make_config("vae", hidden=(400,), latent_dim=20, optimizer="adam",
-                         batch_size=128, epochs=args.epochs)
-    data = load_dataset(config.dataset, binarize=config.binarize, seed=config.seed)
+                         batch_size=128, epochs=args.epochs, binarize="dynamic")
+    data = load_dataset(config.dataset, binarize=config.binarize, seed=config.seed,
+                        limit=args.limit)
+    config = config.for_images(data.image_shape)
     keras.utils.set_random_seed(config.seed)
     models = build_and_compile(config)
     models.whole.fit(make_pipeline(data.train.images, 128, shuffle=True, binarize="dynamic"),
@@ -107,8 +143,9 @@ def main(argv=None) -> int:
     decoder_flops = 2 * (20 * 400 + 400 * 784) * args.samples * len(images)
 
     report = {
-        "machine": machine,
-        "samples_k": args.samples, "images": len(images),
+        "machine": finished(machine),
+        "samples_k": args.samples, "images": len(images), "epochs": args.epochs,
+        "train_images": len(data.train.images),
         "matmul_peak_gflops": peak / 1e9,
         # The decoder's multiply-adds (20 -> 400 -> 784) alone at that peak: a floor for
         # any fp32 implementation, the loop included.
@@ -117,39 +154,17 @@ def main(argv=None) -> int:
         "per_image_loop_seconds_extrapolated": loop_seconds,
         "loop_images_timed": len(loop_images),
         "loop_seconds_per_image_by_slice": loop_seconds_per_image,
-        "load_average_at_end": os.getloadavg(),
         "speed_up": loop_seconds / vectorised_seconds,
         "test_nll_iwae": float(np.mean(terms["nll_iwae"])),
         "same_images_nll_iwae": {"vectorised": vectorised_mean, "loop": float(looped.mean())},
     }
-    suffix = "" if (args.samples, args.images) == (1000, 10_000) else \
-        f"_k{args.samples}_n{args.images}"
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"evaluation_speed{suffix}.json").write_text(json.dumps(report, indent=2) + "\n")
-    lines = [
-        "# Importance-weighted −log p(x): evaluation speed", "",
-        f"Machine: {report['machine']['cpu']}, {report['machine']['cpu_count']} cores. Dense VAE "
-        f"784-400-20, K = {args.samples}, {len(images):,} binarized test images.", "",
-        "| implementation | seconds |", "|---|---|",
-        f"| hml_vae (vectorised over samples, chunked, log-sum-exp) | {vectorised_seconds:.1f} |",
-        f"| per-image Python loop ({len(loop_images)} images timed in {len(slices)} slices "
-        f"around it, median extrapolated) | {loop_seconds:.1f} |", "",
-        f"Speed-up: **{report['speed_up']:.1f}×**. −log p(x) ≈ {report['test_nll_iwae']:.2f} "
-        f"nats/image (after {args.epochs} epoch(s) of training). On the timed images both "
-        f"give {vectorised_mean:.2f} and {looped.mean():.2f} nats (different draws).", "",
-        f"Floor: the decoder's multiply-adds alone take "
-        f"{report['decoder_seconds_at_matmul_peak']:.1f} s at this machine's float32 matmul "
-        f"peak ({report['matmul_peak_gflops']:.0f} GFLOP/s, NumPy, measured at start), "
-        f"so no float32 implementation beats {loop_seconds:.0f} s by more than "
-        f"{loop_seconds / report['decoder_seconds_at_matmul_peak']:.1f}× here.", "",
-        f"Load average (1, 5, 15 min) before the run {rounded(machine['load_average_at_start'])}"
-        f", at its end {rounded(report['load_average_at_end'])} (this run adds up to 2; more "
-        f"means other work shared the 2 cores and slowed both implementations). Their ratio "
-        f"is measured in one run, the loop in slices around the vectorised run.",
-        "",
-    ]
-    (RESULTS / f"evaluation_speed{suffix}.md").write_text("\n".join(lines))
-    print("\n".join(lines))
+    suffix = "" if (args.samples, args.images, args.limit) == (1000, 10_000, None) else \
+        f"_k{args.samples}_n{args.images}" + (f"_limit{args.limit}" if args.limit else "")
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    (args.results_dir / f"evaluation_speed{suffix}.json").write_text(
+        json.dumps(report, indent=2) + "\n")
+    (args.results_dir / f"evaluation_speed{suffix}.md").write_text(to_markdown(report))
+    print(to_markdown(report))
     return 0
 
 

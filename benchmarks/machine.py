@@ -1,11 +1,25 @@
-"""Where a benchmark's numbers were measured: one description shared by every benchmark."""
+"""Where and on what code a benchmark's numbers were measured: one stamp shared by every
+benchmark (commit, dirty tree, date, machine, load average before and after the work)."""
 
 from __future__ import annotations
 
 import datetime
 import os
 import platform
+import subprocess
 from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+STAMP_KEYS = ("commit", "dirty", "date", "cpu", "cpu_count", "load_average_before",
+              "load_average_after")
+
+
+def child_environment() -> dict:
+    """The environment for a benchmark's child process: this checkout's hml_vae first on
+    the path (a script's own folder is what Python puts there, and an installed hml_vae
+    may be another checkout's)."""
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": str(REPO) + (os.pathsep + path if path else "")}
 
 
 def cpu_model() -> str:
@@ -18,13 +32,32 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+def git_state() -> tuple[str, bool]:
+    """(short commit, whether tracked files differ from it) of the checkout measured;
+    ("unknown", True) outside a git checkout."""
+    def git(*args):
+        return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    try:
+        commit = git("rev-parse", "--short=7", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown", True
+    return commit, dirty
+
+
 def describe_machine() -> dict:
-    """CPU, cores, GPUs, library versions, load average (how shared the machine was) and
-    the date."""
+    """The stamp at the start of a benchmark: commit, dirty tree, date, CPU, cores, GPUs,
+    library versions and the load average before any of the benchmark's work (how shared
+    the machine was). Call ``finished`` on it when the work is done."""
     import keras
     import tensorflow as tf
 
+    commit, dirty = git_state()
     return {
+        "commit": commit,
+        "dirty": dirty,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "host": platform.node(),
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
@@ -33,6 +66,22 @@ def describe_machine() -> dict:
         "python": platform.python_version(),
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
-        "load_average_at_start": os.getloadavg(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "load_average_before": [round(value, 2) for value in os.getloadavg()],
     }
+
+
+def finished(machine: dict) -> dict:
+    """The stamp with the load average read now, after the benchmark's work."""
+    return {**machine, "load_average_after": [round(value, 2) for value in os.getloadavg()]}
+
+
+def stamp_line(machine: dict) -> str:
+    """One Markdown line with the stamp, for every report."""
+    load = ", ".join(f"{value:.2f}" for value in machine["load_average_before"])
+    after = ", ".join(f"{value:.2f}" for value in machine["load_average_after"])
+    dirty = " (with uncommitted changes)" if machine["dirty"] else ""
+    return (f"Commit {machine['commit']}{dirty}, {machine['date']}, {machine['cpu']} "
+            f"({machine['cpu_count']} cores, {machine['gpus']} GPUs), TensorFlow "
+            f"{machine['tensorflow']}, Keras {machine['keras']}; load average (1, 5, 15 min) "
+            f"{load} before, {after} after (above the benchmark's own ~2, other work shared "
+            f"the cores).")

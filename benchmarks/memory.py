@@ -1,61 +1,98 @@
 """Peak resident memory of a default VAE training run (scripts/train.py as users run it).
 
-    .venv/bin/python benchmarks/memory.py              # the default preset, 3 epochs
-    .venv/bin/python benchmarks/memory.py --epochs 25  # the whole default run
+    .venv/bin/python benchmarks/memory.py                       # the default run, whole
+    .venv/bin/python benchmarks/memory.py --epochs 1 --limit 300 --results-dir /tmp/m  # smoke
 
-Runs the training script in a child process and reads the child's peak resident set size
-(``getrusage(RUSAGE_CHILDREN).ru_maxrss``); the peak is reached in the first epoch (data,
-graphs) and evaluation, so a few epochs measure it. Writes benchmarks/results/memory.json
-and .md.
+Runs the training script in a child process and reads that child's peak resident set size
+(``os.wait4``'s resource usage of the child alone). Without --epochs and --limit the run
+is the default one (the preset's epochs, every training image); the report says which
+epochs and images were measured, and a reduced run gets them in its file name. Writes
+STEM.json and STEM.md to --results-dir (default benchmarks/results/).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
+import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.machine import describe_machine  # noqa: E402
-from benchmarks.throughput import RESULTS  # noqa: E402
-
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks.machine import (  # noqa: E402
+    child_environment,
+    describe_machine,
+    finished,
+    stamp_line,
+)
+from hml_vae import cli  # noqa: E402
+
+
+def measure(command: list[str]) -> tuple[int, float, str]:
+    """(peak RSS in bytes, wall seconds, stderr tail) of ``command`` run to its end."""
+    started = time.perf_counter()
+    with tempfile.TemporaryFile() as errors:
+        child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors,
+                                 env=child_environment())
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        seconds = time.perf_counter() - started
+        errors.seek(0)
+        tail = errors.read().decode(errors="replace")[-3000:]
+    if child.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({child.returncode}):\n{tail}")
+    return usage.ru_maxrss * 1024, seconds, tail  # ru_maxrss is in KiB on Linux
+
+
+def to_markdown(report: dict) -> str:
+    what = ("the default run" if report["default_run"]
+            else f"a reduced run ({report['epochs']} epochs, {report['train_images']:,} "
+                 f"training images), not the default run")
+    return (f"# Peak memory of a training run\n\n{stamp_line(report['machine'])}\n\n"
+            f"`{report['command']}`, {what}: train ({report['epochs']} epochs on "
+            f"{report['train_images']:,} images), evaluate, figures. Peak resident memory "
+            f"**{report['peak_rss_bytes'] / 2**30:.2f} GiB**, {report['wall_seconds']:.0f} s.\n")
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="vae")
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=cli.positive_int,
+                        help="default: the preset's (the default run)")
+    parser.add_argument("--limit", type=cli.positive_int, help="training images (smoke runs)")
+    parser.add_argument("--results-dir", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args(argv)
+    machine = describe_machine()
+    options = ["--model", args.model]
+    if args.epochs:
+        options += ["--epochs", str(args.epochs)]
+    if args.limit:
+        options += ["--limit", str(args.limit)]
     with tempfile.TemporaryDirectory() as scratch:
-        command = [sys.executable, str(REPO / "scripts" / "train.py"), "--model", args.model,
-                   "--epochs", str(args.epochs), "--output", str(Path(scratch) / "run")]
-        started = time.perf_counter()
-        result = subprocess.run(command, capture_output=True, text=True)
-        seconds = time.perf_counter() - started
-    if result.returncode != 0:
-        print(result.stderr[-3000:], file=sys.stderr)
-        return 1
-    peak_bytes = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # KiB on Linux
-    report = {"machine": describe_machine(), "model": args.model, "preset": "default",
-              "epochs": args.epochs, "peak_rss_bytes": peak_bytes, "wall_seconds": seconds,
-              "command": " ".join(command[1:-2])}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "memory.json").write_text(json.dumps(report, indent=2) + "\n")
-    text = (f"# Peak memory of a training run\n\n`{report['command']}` (train, evaluate, "
-            f"figures): peak resident memory **{peak_bytes / 2**30:.2f} GiB**, "
-            f"{seconds:.0f} s, on {report['machine']['cpu']} ({report['machine']['cpu_count']} "
-            f"cores).\n")
-    (RESULTS / "memory.md").write_text(text)
-    print(text)
+        run_dir = Path(scratch) / "run"
+        command = [sys.executable, str(REPO / "scripts" / "train.py"), *options,
+                   "--output", str(run_dir)]
+        peak_bytes, seconds, _ = measure(command)
+        config = json.loads((run_dir / "config.json").read_text())
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+    report = {"machine": finished(machine), "model": args.model,
+              "default_run": args.epochs is None and args.limit is None,
+              "epochs": config["epochs"], "train_images": metrics["train_images"],
+              "peak_rss_bytes": peak_bytes, "wall_seconds": seconds,
+              "command": "scripts/train.py " + " ".join(options)}
+    stem = "memory" if report["default_run"] else \
+        f"memory_epochs{config['epochs']}" + (f"_limit{args.limit}" if args.limit else "")
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    (args.results_dir / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.results_dir / f"{stem}.md").write_text(to_markdown(report))
+    print(to_markdown(report))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run_main(main))

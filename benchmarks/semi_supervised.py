@@ -107,6 +107,7 @@ def suffix(args) -> str:
 def to_markdown(report: dict) -> str:
     """Mean ± std test accuracy per encoder, budget and method, and the gain of
     pretraining (fine-tuned minus scratch) in percentage points."""
+    from benchmarks.machine import stamp_line
     from hml_vae.semi_supervised import METHODS
 
     machine = report["machine"]
@@ -114,8 +115,8 @@ def to_markdown(report: dict) -> str:
         "# Semi-supervised classification benchmark" + (
             " (reduced: " + report["reductions"] + ")" if report["reductions"] else ""),
         "",
-        f"Machine: {machine['cpu']}, {machine['cpu_count']} CPUs, TensorFlow "
-        f"{machine['tensorflow']}, Keras {machine['keras']}.",
+        stamp_line(machine),
+        "",
         f"Protocol: {report['protocol']}",
         "",
         "| encoder | labels | " + " | ".join(METHODS) + " | fine-tuned − scratch |",
@@ -174,9 +175,10 @@ def parse_args(argv=None):
 def main(argv=None) -> None:
     args = parse_args(argv)
     names = args.encoders
-    from benchmarks.machine import describe_machine
+    from benchmarks.machine import describe_machine, finished
     from hml_vae.semi_supervised import ExperimentSettings
 
+    machine = describe_machine()
     optional = {"frozen_epochs": args.epochs, "fine_tune_epochs": args.epochs,
                 "patience": args.patience}
     settings = ExperimentSettings(
@@ -209,7 +211,7 @@ def main(argv=None) -> None:
         ),
         "settings": {key: list(value) if isinstance(value, tuple) else value
                      for key, value in vars(settings).items()},
-        "machine": describe_machine(),
+        "machine": finished(machine),
         "encoders": encoders,
     }
     results_dir = Path(args.results_dir)

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -119,18 +118,6 @@ def measure(savedmodel: Path, images, warmup: int, repeats: int) -> list[dict]:
     return rows
 
 
-def git_commit() -> str:
-    """The checkout's commit, with ``-dirty`` when it has uncommitted changes."""
-    import subprocess
-
-    def git(*args):
-        return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True,
-                              text=True).stdout.strip()
-
-    commit = git("rev-parse", "--short=12", "HEAD") or "unknown"
-    return commit + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
-
-
 def request_senders(server, image):
     """{(protocol, kind): a function sending ``image`` (H, W, C) in [0, 1] once}."""
     from hml_vae import export, serving
@@ -188,15 +175,14 @@ def export_trained(model: str, limit: int, directory: Path) -> Path:
 
 
 def to_markdown(report: dict) -> str:
+    from benchmarks.machine import stamp_line
+
     machine = report["machine"]
     lines = [
         "# Serving latency: `serving_default` via `tf.saved_model.load`",
         "",
-        f"Commit {report['commit']}, {machine['date']}.",
-        f"Machine: {machine['cpu']}, {machine['cpu_count']} CPUs, TensorFlow "
-        f"{machine['tensorflow']}, Keras {machine['keras']}, {machine['gpus']} GPUs; load "
-        f"average at start {report['load_average']} (a shared machine: compare rows of one "
-        f"run, not runs).",
+        stamp_line(machine) + " A shared machine: compare rows of one run, not runs.",
+        "",
         f"Protocol: {report['warmup']} warm-up calls, then {report['repeats']} timed calls "
         f"per batch size, one at a time, outputs fetched to NumPy; Fashion-MNIST test "
         f"images (float32, (batch, 28, 28)). {report['models_note']}",
@@ -215,7 +201,7 @@ def to_markdown(report: dict) -> str:
         "",
         "## One-image requests over REST and gRPC",
         "",
-        f"Commit {report['commit']}. To hml_vae.export.LocalServer on 127.0.0.1 (TF "
+        "To hml_vae.export.LocalServer on 127.0.0.1 (TF "
         f"Serving's predict APIs answering from the SavedModel in TensorFlow's C++ "
         f"session), as scripts/serving_client.py sends them: one connection per request, "
         f"encoding included. {report['rounds']} rounds of {report['requests_per_round']} "
@@ -241,12 +227,12 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     import keras
 
-    from benchmarks.machine import describe_machine
+    from benchmarks.machine import describe_machine, finished
     from hml_vae import data as data_lib
 
+    machine = describe_machine()
     keras.utils.set_random_seed(0)
     images = data_lib.load_dataset("fashion_mnist", limit=max(BATCH_SIZES) * 6).test.images
-    load_average = [round(value, 2) for value in os.getloadavg()]
     results, requests = {}, {}
     with tempfile.TemporaryDirectory() as scratch:
         if args.savedmodel:
@@ -268,8 +254,7 @@ def main(argv=None) -> None:
                 print(f"{name} {row['protocol']} {row['kind']}: rounds "
                       f"{[round(value, 2) for value in row['round_medians_ms']]} ms, median "
                       f"{row['median_ms']:.2f} ms", file=sys.stderr)
-    report = {"commit": git_commit(), "machine": describe_machine(),
-              "load_average": load_average, "warmup": args.warmup, "repeats": args.repeats,
+    report = {"machine": finished(machine), "warmup": args.warmup, "repeats": args.repeats,
               "models_note": note, "results": results, "rounds": args.rounds,
               "requests_per_round": args.requests_per_round, "requests": requests}
     results_dir = Path(args.results_dir)

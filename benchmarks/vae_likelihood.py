@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from any checkout
 
-from benchmarks.machine import describe_machine  # noqa: E402
+from benchmarks.machine import describe_machine, finished, stamp_line  # noqa: E402
 from hml_vae import cli  # noqa: E402
 from hml_vae.config import make_config  # noqa: E402
 
@@ -66,8 +66,8 @@ def to_markdown(report: dict) -> str:
             f" (subset: first {report['limit']} training images, not the full protocol)"
             if report["limit"] else ""),
         "",
-        f"Machine: {report['machine']['cpu']}, {report['machine']['cpu_count']} CPUs, "
-        f"TensorFlow {report['machine']['tensorflow']}, Keras {report['machine']['keras']}.",
+        stamp_line(report["machine"]),
+        "",
         f"Protocol: {report['protocol']}",
         "",
         "| recipe | epochs | test −ELBO | recon. NLL | KL | IWAE NLL (K) | active units "
@@ -104,6 +104,7 @@ def parse_args(argv=None):
 def main(argv=None) -> None:
     args = parse_args(argv)
     names = args.recipes
+    machine = describe_machine()
     with tempfile.TemporaryDirectory() as temporary:
         runs_dir = Path(args.runs_dir or temporary)
         recipes = {name: run_recipe(name, args, runs_dir) for name in names}
@@ -117,7 +118,7 @@ def main(argv=None) -> None:
             f"the test set (seed {args.seed}); IWAE with K = {args.iwae_samples}; amortization "
             f"gap on the first 100 test images."
         ),
-        "machine": describe_machine(),
+        "machine": finished(machine),
         "recipes": recipes,
     }
     results_dir = Path(args.results_dir)

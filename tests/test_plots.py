@@ -7,9 +7,12 @@ import json
 import re
 import shutil
 
+import numpy as np
 import pytest
 from conftest import call_script, run_script
+from matplotlib import colormaps
 from PIL import Image
+from scipy import ndimage
 
 from hml_vae import plots, training
 from hml_vae.config import make_config
@@ -40,6 +43,75 @@ def test_every_figure_is_a_png_of_screen_size(finished_run):
             assert image.format == "PNG"
             width, height = image.size
             assert 300 <= width <= 1600 and 150 <= height <= 1000, (name, image.size)
+
+
+def gray_pixels(path) -> np.ndarray:
+    """The PNG as gray levels 0 (black) to 255 (white), transparency on white."""
+    with Image.open(path) as image:
+        return np.asarray(Image.alpha_composite(
+            Image.new("RGBA", image.size, "white"), image.convert("RGBA")).convert("L"),
+            dtype=float)
+
+
+def panel_frames(gray: np.ndarray) -> list[tuple[slice, slice]]:
+    """Bounding boxes of the drawn axes: dark connected shapes that outline a rectangle
+    (matplotlib's black spines), larger than a glyph of text."""
+    shapes, _ = ndimage.label(gray < 80, structure=np.ones((3, 3)))
+    frames = []
+    for index, box in enumerate(ndimage.find_objects(shapes), start=1):
+        rows, columns = box
+        if rows.stop - rows.start < 15 or columns.stop - columns.start < 15:
+            continue
+        outline = shapes[box] == index
+        # Spines all round: two full rows and two full columns (tick marks stick out of
+        # them), and hollow inside; a garment is solid, a curve is not dark.
+        full_rows = (outline.mean(axis=1) > 0.85).sum()
+        full_columns = (outline.mean(axis=0) > 0.85).sum()
+        if full_rows >= 2 and full_columns >= 2 and outline[8:-8, 8:-8].mean() < 0.5:
+            frames.append(box)
+    return sorted(frames, key=lambda box: (box[0].start // 10, box[1].start))
+
+
+def inside(gray: np.ndarray, box, margin: int = 2) -> np.ndarray:
+    rows, columns = box
+    return gray[rows.start + margin: rows.stop - margin, columns.start + margin:
+                columns.stop - margin]
+
+
+def test_image_figures_show_one_filled_panel_per_image(finished_run):
+    figures = finished_run / "figures"
+    for name, expected in (("reconstructions.png", 2 * 10), ("interpolation.png", 9)):
+        gray = gray_pixels(figures / name)
+        frames = panel_frames(gray)
+        assert len(frames) == expected, (name, len(frames))
+        for box in frames:  # every panel drawn: not a blank (white) square
+            assert (inside(gray, box) < 250).mean() > 0.02, (name, box)
+
+
+def test_curves_and_latent_map_have_their_panels_and_data(finished_run):
+    figures = finished_run / "figures"
+    history = json.loads((finished_run / "history.json").read_text())
+    gray = gray_pixels(figures / "training_curves.png")
+    frames = panel_frames(gray)
+    assert len(frames) == len(plots.curve_groups(history)) >= 1
+    with Image.open(figures / "training_curves.png") as image:
+        rgb = np.asarray(image.convert("RGB"), dtype=int)
+    training_colour = np.array(colormaps["tab10"](0)[:3]) * 255  # the first line's colour
+    for rows, columns in frames:
+        panel = rgb[rows, columns]
+        assert (np.abs(panel - training_colour).sum(axis=-1) < 40).sum() > 20  # a curve
+
+    with Image.open(figures / "latent_map.png") as image:
+        rgb = np.asarray(image.convert("RGB"), dtype=int)
+    assert len(panel_frames(gray_pixels(figures / "latent_map.png"))) == 1
+    from hml_vae.data import load_dataset
+
+    labels = load_dataset(limit=600).test.labels[:plots.TSNE_POINTS]
+    # One colour per class among the points (alpha 0.8 over white), legend included.
+    drawn = [index for index in range(10) if (np.abs(
+        rgb - (0.8 * np.array(colormaps["tab10"](index)[:3]) * 255 + 51)).sum(axis=-1)
+        < 30).sum() > 10]
+    assert drawn == sorted(set(labels.tolist())), drawn
 
 
 def test_report_shows_metrics_with_units_and_exactly_the_figures(finished_run):

@@ -12,7 +12,7 @@ from hml_vae import data as data_lib
 from hml_vae import runs, training
 from hml_vae.config import make_config
 from hml_vae.data import load_dataset
-from hml_vae.errors import RunError
+from hml_vae.errors import Interrupted, RunError
 
 RUN_FILES = {"config.json", "model.keras", "encoder.keras", "decoder.keras", "history.json",
              "metrics.json", "report.md", "figures", "logs"}
@@ -175,3 +175,74 @@ def test_each_epoch_trains_its_own_steps_with_one_iterator_per_pipeline():
         models.whole.fit(**arguments, epochs=2, verbose=0)
         assert int(models.whole.optimizer.iterations) == 2 * steps
     assert training.execution_steps(429, 32) == 13 and training.execution_steps(1718, 32) == 2
+
+
+# Fails today, from epoch 2 on (loss 540.34 against 540.45 uninterrupted, every weight
+# differs): the training pipeline is rebuilt in the resumed process, and its per-epoch keys
+# (data.pipeline.epoch_permutations and _redraw_each_batch: Dataset.random with
+# rerandomize_each_iteration) start again from the first epoch's, so the resumed epoch 2
+# replays epoch 1's order and binarization. Strict: the test must pass once that is fixed.
+@pytest.mark.xfail(strict=True, reason="a resumed run replays epoch 1's data order and "
+                   "binary draws (the pipeline's per-epoch keys restart)")
+def test_a_run_interrupted_mid_training_resumes_to_the_uninterrupted_state(tmp_path,
+                                                                            monkeypatch):
+    """SIGINT in epoch 1 of 3 stops the run after that epoch's checkpoint; the same command
+    then ends with the weights (the Sampling layer's RNG state and β among them), optimizer
+    state, history and test metrics of a run that was never interrupted."""
+    import os
+    import signal
+
+    config = make_config("vae", "tiny", limit=300, epochs=3, beta=1.0, warmup_epochs=2,
+                         make_plots=False)
+    finals = []
+    interrupt_in_epoch = {"epoch": None}
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == interrupt_in_epoch["epoch"]:
+            os.kill(os.getpid(), signal.SIGINT)  # handled by StopOnSignal, as Ctrl-C is
+        original_epoch_end(self, epoch, logs)
+
+    def on_train_end(self, logs=None):
+        finals.append({"weights": [np.array(v) for v in self.model.weights],
+                       "names": [v.path for v in self.model.weights],
+                       "optimizer": [np.array(v) for v in self.model.optimizer.variables]})
+
+    original_epoch_end = runs.StopOnSignal.on_epoch_end
+    monkeypatch.setattr(runs.StopOnSignal, "on_epoch_end", on_epoch_end)
+    monkeypatch.setattr(runs.StopOnSignal, "on_train_end", on_train_end, raising=False)
+
+    straight = training.train_and_evaluate(config, tmp_path / "straight")
+    interrupt_in_epoch["epoch"] = 0
+    with pytest.raises(Interrupted):
+        training.train_and_evaluate(config, tmp_path / "resumed")
+    interrupt_in_epoch["epoch"] = None
+    stopped = json.loads((runs.incomplete_dir(tmp_path / "resumed") / "history.json")
+                         .read_text())
+    assert stopped["epoch"] == [1]  # stopped mid-training, not after it finished
+    resumed = training.train_and_evaluate(config, tmp_path / "resumed")
+
+    uninterrupted, after_resume = finals[0], finals[-1]
+    assert uninterrupted["names"] == after_resume["names"]
+    assert any("seed" in name or "state" in name for name in after_resume["names"]), \
+        after_resume["names"]  # the Sampling RNG state is among the compared weights
+    for name, first, second in zip(uninterrupted["names"], uninterrupted["weights"],
+                                   after_resume["weights"], strict=True):
+        np.testing.assert_allclose(second, first, rtol=1e-5, atol=1e-6, err_msg=name)
+    assert len(uninterrupted["optimizer"]) == len(after_resume["optimizer"])
+    for first, second in zip(uninterrupted["optimizer"], after_resume["optimizer"],
+                             strict=True):
+        np.testing.assert_allclose(second, first, rtol=1e-5, atol=1e-6)
+    histories = [json.loads((tmp_path / name / "history.json").read_text())
+                 for name in ("straight", "resumed")]
+    for key in histories[0]:
+        if key != "epoch_seconds":
+            np.testing.assert_allclose(histories[1][key], histories[0][key], rtol=1e-5,
+                                       err_msg=key)
+    assert histories[1]["beta"] == [0.0, 0.5, 1.0]  # β's warm-up continued where it stopped
+    timings = {"train_seconds", "wall_seconds"}
+    assert set(straight) == set(resumed)
+    for key, value in straight.items():
+        if key not in timings and isinstance(value, float):
+            assert resumed[key] == pytest.approx(value, rel=1e-5), key
+        elif key not in timings:
+            assert resumed[key] == value, key
