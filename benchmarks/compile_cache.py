@@ -11,7 +11,7 @@ Reported: the CPU seconds (all threads of the process: less sensitive than wall 
 busy machine) and the wall seconds of the first epoch (graph tracing + compilation + one
 epoch of steps) and of the second, every round and the median over all of them.
 
-Writes benchmarks/results/compile_cache.json and .md (or ``--output DIR``).
+Writes benchmarks/results/compile_cache.json and .md (or into ``--results-dir``).
 """
 
 from __future__ import annotations
@@ -52,13 +52,32 @@ def measure(family: str, limit: int, cache: str) -> dict[str, list[float]]:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def to_markdown(report: dict) -> str:
+    """The report, from the results file alone."""
+    from benchmarks.machine import stamp_line
+
+    protocol, runs, summary = report["protocol"], report["runs"], report["summary"]
+    lines = ["# The persistent XLA compilation cache: CPU seconds of the first epoch", "",
+             stamp_line(report["machine"]) + f" {protocol['limit']:,} images, every round "
+             "then the median.", "",
+             "| family | cache off | empty cache (cold) | filled cache (warm) | second epoch, "
+             "warm |", "|---|---|---|---|---|"]
+    for family, by_mode in runs.items():
+        cells = [" / ".join(f"{v['cpu'][0]:.1f}" for v in by_mode[mode])
+                 + f" (median **{summary[family][mode]['cpu_first_epoch_median']:.1f}**)"
+                 for mode in MODES]
+        lines.append(f"| {family} | " + " | ".join(cells)
+                     + f" | {summary[family]['warm']['cpu_second_epoch_median']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--limit", type=int, default=4096)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--results-dir", type=Path, default=RESULTS)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -67,10 +86,9 @@ def main(argv=None) -> int:
     if args.quick:
         args.families, args.rounds, args.limit = ["stacked"], 1, 512
 
-    from benchmarks.machine import describe_machine
-    from benchmarks.vs_pytorch import commit
+    from benchmarks.machine import describe_machine, finished
 
-    load_before = os.getloadavg()
+    machine = describe_machine()
     runs = {family: {mode: [] for mode in MODES} for family in args.families}
     for round_index in range(args.rounds):
         for family in args.families:
@@ -90,27 +108,14 @@ def main(argv=None) -> int:
                         for index, epoch in enumerate(("first", "second"))}
                  for mode, values in by_mode.items()}
         for family, by_mode in runs.items()}
-    report = {"commit": commit(), "machine": describe_machine(),
-              "load_before": [round(x, 2) for x in load_before],
-              "load_after": [round(x, 2) for x in os.getloadavg()],
+    report = {"machine": finished(machine),
               "protocol": {"rounds": args.rounds, "limit": args.limit, "epochs": 2},
               "summary": summary, "runs": runs}
-    lines = ["# The persistent XLA compilation cache: CPU seconds of the first epoch", "",
-             f"Commit {report['commit']}, {report['machine']['date']}; load average before "
-             f"{report['load_before']}, after {report['load_after']}. {args.limit:,} "
-             f"images, every round then the median.", "",
-             "| family | cache off | empty cache (cold) | filled cache (warm) | second epoch, "
-             "warm |", "|---|---|---|---|---|"]
-    for family, by_mode in runs.items():
-        cells = [" / ".join(f"{v['cpu'][0]:.1f}" for v in by_mode[mode])
-                 + f" (median **{summary[family][mode]['cpu_first_epoch_median']:.1f}**)"
-                 for mode in MODES]
-        lines.append(f"| {family} | " + " | ".join(cells)
-                     + f" | {summary[family]['warm']['cpu_second_epoch_median']:.2f} |")
-    args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "compile_cache.json").write_text(json.dumps(report, indent=2) + "\n")
-    (args.output / "compile_cache.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    stem = "compile_cache_quick" if args.quick else "compile_cache"
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    (args.results_dir / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.results_dir / f"{stem}.md").write_text(to_markdown(report))
+    print(to_markdown(report))
     return 0
 
 

@@ -25,9 +25,7 @@ import argparse
 import datetime
 import json
 import math
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -85,16 +83,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--runs-dir", type=Path,
                         help="keep each run directory here (default: discarded)")
     return parser.parse_args(argv)
-
-
-def git_commit() -> str:
-    """The checkout's commit, with ``-dirty`` when files differ from it."""
-    def git(*arguments) -> str:
-        return subprocess.run(["git", "-C", str(REPOSITORY), *arguments], capture_output=True,
-                              text=True, check=False).stdout.strip()
-
-    commit = git("rev-parse", "HEAD") or "unknown"
-    return commit + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def last_valid_loss(config, history: dict) -> float:
@@ -170,19 +158,17 @@ def summarize(family: str, config, rounds: list[dict]) -> dict:
     }
 
 
-def markdown(results: dict) -> str:
-    """The book-vs-ours table with its stamp."""
-    stamp, machine = results["stamp"], results["stamp"]["machine"]
+def to_markdown(results: dict) -> str:
+    """The book-vs-ours table with its stamp, from the results file alone."""
+    from benchmarks.machine import stamp_line
+
     lines = [
         "# HOML ch. 17 recipes: the book's numbers and ours",
         "",
-        f"Commit `{stamp['commit']}`, {stamp['date_start']} to {stamp['date_end']} on "
-        f"{machine['host']} ({machine['cpu']}, {machine['cpu_count']} CPUs, "
-        f"{machine['gpus']} GPUs; TensorFlow {machine['tensorflow']}, Keras "
-        f"{machine['keras']}); load average before {fmt_load(stamp['load_before'])}, after "
-        f"{fmt_load(stamp['load_after'])}. Mode: {results['mode']}"
+        stamp_line(results["machine"]) + f" Finished {results['date_end']}. Mode: "
+        f"{results['mode']}"
         + (" (not the book's recipe: a smoke run)" if results["mode"] == "quick" else "")
-        + f"; seeds {', '.join(map(str, results['seeds']))}.",
+        + f"; seeds {', '.join(map(str, results['seeds']))}. Command: `{results['command']}`.",
         "",
         "valid loss = the last epoch's validation loss as Keras printed it in the book's "
         f"notebook ({NOTEBOOK}): MSE per pixel; sparse: plus its KL sparsity penalty; vae: "
@@ -208,18 +194,15 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def fmt_load(load) -> str:
-    return "/".join(f"{value:.2f}" for value in load)
-
-
 def write_results(directory: Path, stem: str, results: dict) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
-    (directory / f"{stem}.md").write_text(markdown(results))
+    (directory / f"{stem}.md").write_text(to_markdown(results))
 
 
-def main(argv=None) -> dict:
-    """Runs the benchmark; returns the results dict it wrote."""
+def main(argv=None) -> int:
+    """Runs the benchmark and writes its results file and report."""
+    from benchmarks.machine import finished
     from hml_vae.config import make_config
 
     args = parse_args(argv)
@@ -228,14 +211,8 @@ def main(argv=None) -> dict:
     results = {
         "mode": "quick" if args.quick else "full",
         "seeds": seeds,
-        "stamp": {
-            "commit": git_commit(),
-            "date_start": datetime.datetime.now(datetime.timezone.utc).isoformat(
-                timespec="seconds"),
-            "load_before": os.getloadavg(),
-            "machine": describe_machine(),
-            "command": " ".join(["python", "benchmarks/homl_zoo.py", *(argv or sys.argv[1:])]),
-        },
+        "machine": describe_machine(),
+        "command": " ".join(["python", "benchmarks/homl_zoo.py", *(argv or sys.argv[1:])]),
         "results": [],
     }
     with tempfile.TemporaryDirectory(prefix="homl_zoo_") as temporary:
@@ -248,13 +225,12 @@ def main(argv=None) -> dict:
             config = make_config(family, "default", **(QUICK if args.quick else {}))
             results["results"].append(summarize(family, config, rounds))
             # Written after every family, so a long run that stops keeps its rows.
-            results["stamp"].update(
-                date_end=datetime.datetime.now(datetime.timezone.utc).isoformat(
-                    timespec="seconds"),
-                load_after=os.getloadavg())
+            results.update(machine=finished(results["machine"]),
+                           date_end=datetime.datetime.now(datetime.timezone.utc).isoformat(
+                               timespec="seconds"))
             write_results(args.results_dir, stem, results)
-    print(markdown(results))
-    return results
+    print(to_markdown(results))
+    return 0
 
 
 if __name__ == "__main__":

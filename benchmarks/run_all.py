@@ -50,7 +50,9 @@ BENCHMARKS = {
                             "--iwae-samples", "4"]),
     "semi_supervised": ([], ["--encoders", "stacked", "--limit", "300", "--encoder-epochs",
                              "1", "--labels", "20", "--seeds", "1", "--epochs", "1"]),
-    "homl_zoo": (["--full"], ["--quick"]),
+    "homl_zoo": (["--full"], ["--quick", "--families", "stacked"]),
+    "vs_pytorch": ([], ["--quick"]),
+    "compile_cache": ([], ["--quick"]),
 }
 
 

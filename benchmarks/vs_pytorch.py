@@ -21,7 +21,7 @@ hml_vae over PyTorch, per round and the median over every round.
 Implementations: ``hml_vae`` (as ``scripts/train.py`` trains), ``torch`` (float32) and
 ``torch_bf16`` (the same loop under CPU bfloat16 autocast).
 
-Writes benchmarks/results/vs_pytorch.json and .md (or ``--output DIR``).
+Writes benchmarks/results/vs_pytorch.json and .md (or into ``--results-dir``).
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ import contextlib
 import json
 import math
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -43,20 +42,11 @@ from torch.nn import functional
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.machine import describe_machine  # noqa: E402
+from benchmarks.machine import describe_machine, finished, stamp_line  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FAMILIES = ("stacked", "conv", "recurrent", "vae")
 IMPLEMENTATIONS = ("hml_vae", "torch", "torch_bf16")
-
-
-def commit() -> str:
-    """The checked-out commit, with ``-dirty`` when the tree has uncommitted changes."""
-    def git(*args):
-        return subprocess.run(["git", *args], capture_output=True, text=True,
-                              cwd=Path(__file__).parent).stdout.strip()
-    return git("rev-parse", "--short", "HEAD") + ("-dirty" if git("status", "--porcelain")
-                                                  else "")
 
 
 def recipe(family: str, epochs: int, seed: int):
@@ -347,13 +337,12 @@ def summarize(runs: dict) -> dict:
     return summary
 
 
-def report_lines(report: dict) -> list[str]:
+def to_markdown(report: dict) -> str:
+    """The report, from the results file alone."""
     protocol = report["protocol"]
     lines = [
         "# Each family's book recipe: hml_vae against a plain PyTorch loop", "",
-        f"Commit {report['commit']}, {report['machine']['date']}, "
-        f"{report['machine']['cpu']} ({report['machine']['cpu_count']} cores); load "
-        f"average before {report['load_before']}, after {report['load_after']}. "
+        stamp_line(report["machine"]) + " "
         f"{protocol['train_images']:,} training images, {protocol['epochs']} epochs × "
         f"{protocol['rounds']} rounds, alternating. Ratios are hml_vae's images/s over the "
         "other's; each cell gives the median over every round, then every round.", "",
@@ -372,7 +361,7 @@ def report_lines(report: dict) -> list[str]:
                 f"**{ratio['with_compile_median']:.2f}×** ({compiled}) | "
                 f"{ours:.4g} / {theirs:.4g} |")
     lines += ["", "Valid loss: MSE per pixel (autoencoders), −ELBO nats/image (VAE).", ""]
-    return lines
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
@@ -383,18 +372,16 @@ def main(argv=None) -> int:
     parser.add_argument("--limit", type=int, help="train on the first N images")
     parser.add_argument("--quick", action="store_true",
                         help="2 epochs, 1 round, 512 images: checks that it runs")
-    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--results-dir", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     if args.quick:
         args.epochs, args.rounds, args.limit = 2, 1, 512
     if args.epochs < 2:
         parser.error("--epochs must be at least 2 (epoch 1 compiles; steady state is 2..)")
 
-    import os
-
     from hml_vae.data import load_dataset
 
-    load_before = os.getloadavg()
+    machine = describe_machine()
     data = load_dataset("fashion_mnist", limit=args.limit)
     runs = {family: {name: [] for name in IMPLEMENTATIONS} for family in args.families}
     for round_index in range(args.rounds):
@@ -410,21 +397,18 @@ def main(argv=None) -> int:
                       f"{speed_with_compile(result):,.0f} counting compile, "
                       f"valid loss {result['valid_loss']:.4g}", flush=True)
     report = {
-        "commit": commit(),
-        "machine": describe_machine(),
-        "load_before": [round(x, 2) for x in load_before],
-        "load_after": [round(x, 2) for x in os.getloadavg()],
+        "machine": finished(machine),
         "protocol": {"epochs": args.epochs, "rounds": args.rounds,
                      "train_images": len(data.train), "valid_images": len(data.valid),
                      "families": args.families, "implementations": list(IMPLEMENTATIONS)},
         "summary": summarize(runs),
         "runs": runs,
     }
-    args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "vs_pytorch.json").write_text(json.dumps(report, indent=2) + "\n")
-    lines = report_lines(report)
-    (args.output / "vs_pytorch.md").write_text("\n".join(lines))
-    print("\n".join(lines))
+    stem = "vs_pytorch_quick" if args.quick else "vs_pytorch"
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    (args.results_dir / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.results_dir / f"{stem}.md").write_text(to_markdown(report))
+    print(to_markdown(report))
     return 0
 
 
