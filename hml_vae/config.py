@@ -274,7 +274,8 @@ def _has_type(value, annotation) -> bool:
         return isinstance(value, str)
     if typing.get_origin(annotation) is tuple:
         members = typing.get_args(annotation)
-        if not isinstance(value, tuple) or not all(map(_is_whole, value)):
+        if not isinstance(value, tuple) or not all(_has_type(item, members[0])
+                                                   for item in value):
             return False
         return members[-1] is Ellipsis or len(value) == len(members)
     raise TypeError(f"no type check for {annotation}")  # a new kind of field
@@ -287,8 +288,14 @@ _TYPE_NAMES = {bool: "true or false", int: "a whole number", float: "a number", 
 def _type_text(annotation) -> str:
     members = typing.get_args(annotation) if typing.get_origin(annotation) in (
         typing.Union, types.UnionType) else (annotation,)
-    return " or ".join(_TYPE_NAMES.get(member, "a list of whole numbers")
-                       for member in members)
+    return " or ".join(_TYPE_NAMES.get(member) or _list_text(member) for member in members)
+
+
+def _list_text(annotation) -> str:
+    """tuple[int, ...] -> 'a list of whole numbers', tuple[float, ...] -> 'a list of
+    numbers'."""
+    item = typing.get_args(annotation)[0]
+    return "a list of " + {int: "whole numbers", float: "numbers"}[item]
 
 
 def check_types(config: Config) -> None:

@@ -212,7 +212,7 @@ def test_config_checks_sizes_when_bound_to_the_images():
 
 
 def test_config_sparsity_weight_defaults_per_kind():
-    assert make_config("sparse").sparsity_weight == 0.05
+    assert make_config("sparse").sparsity_weight == 5e-3  # the notebook's KL weight
     assert make_config("sparse", sparsity="l1").sparsity_weight == 1e-4
     assert make_config("sparse", sparsity="l1", sparsity_weight=1e-3).sparsity_weight == 1e-3
 

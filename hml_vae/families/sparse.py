@@ -24,7 +24,7 @@ DEFAULT_WEIGHTS = {"kl": 5e-3, "l1": 1e-4}
 
 
 def make_sparsity_regularizer(sparsity: str, sparsity_target: float = 0.1,
-                              sparsity_weight: float = 0.05) -> keras.regularizers.Regularizer:
+                              sparsity_weight: float = 5e-3) -> keras.regularizers.Regularizer:
     """The activity regularizer of the coding: ``kl`` pulls each unit's mean activation
     to ``sparsity_target``; ``l1`` penalises the summed absolute activations."""
     if sparsity not in SPARSITY_KINDS:
