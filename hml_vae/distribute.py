@@ -525,3 +525,10 @@ def distribute_options():
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return options
+
+
+def in_strategy_scope() -> bool:
+    """Whether code runs inside a ``tf.distribute`` strategy's scope (not the default)."""
+    import tensorflow as tf
+
+    return tf.distribute.has_strategy()

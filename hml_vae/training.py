@@ -184,8 +184,10 @@ class Trainer:
             callbacks=(), images: EpochImages | None = None) -> dict:
         """``model.fit`` of one stage with the writer's callbacks; returns its history.
         ``images``: what TensorBoard shows after each epoch (none when None)."""
-        if images is not None:
+        if images is not None and not distribute.in_strategy_scope():
             # Before the writer's checkpoint, so an epoch's images are written with it.
+            # Not under a strategy: calling the model between epochs would run it in the
+            # cross-replica context, where Sampling cannot draw from its distributed state.
             callbacks = [*callbacks, ImageLogger(self.writer.log_dir(stage) / "images", images)]
         history = model.fit(
             **fit_arguments(model, train, valid), epochs=epochs,

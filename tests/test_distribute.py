@@ -181,7 +181,7 @@ def test_mirrored_two_cpu_replicas_match_one_device_for_every_family():
     results = json.loads(result.stdout.strip().splitlines()[-1])
     assert results.pop("_replica_noise_differs")  # each replica draws its own ε
     assert set(results) == {"stacked", "tied", "conv", "recurrent", "denoising", "sparse",
-                            "vae", "conv_vae"}
+                            "hashing", "vae", "conv_vae"}
     for model, by_strategy in results.items():
         single, mirrored = by_strategy["default"], by_strategy["mirrored"]
         assert (single["replicas"], mirrored["replicas"]) == (1, 2)

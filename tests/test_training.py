@@ -139,7 +139,7 @@ def test_xla_is_on_by_default_only_where_it_was_measured_faster():
     assert not jit("vae", jit_compile=False) and jit("denoising", jit_compile=True)
     with tf.distribute.OneDeviceStrategy("/cpu:0").scope():
         assert not jit("vae")  # one device per replica: not compiled under a strategy
-    with pytest.raises(ValueError, match="jit_compile"):
+    with pytest.raises(ValueError, match="jit compile"):
         make_config("vae", "tiny", jit_compile="yes")
 
 
