@@ -68,6 +68,8 @@ def to_markdown(report: dict) -> str:
                  for mode in MODES]
         lines.append(f"| {family} | " + " | ".join(cells)
                      + f" | {summary[family]['warm']['cpu_second_epoch_median']:.2f} |")
+    if report.get("note"):
+        lines += ["", report["note"]]
     return "\n".join(lines) + "\n"
 
 
