@@ -51,7 +51,7 @@ BENCHMARKS = {
     "semi_supervised": ([], ["--encoders", "stacked", "--limit", "300", "--encoder-epochs",
                              "1", "--labels", "20", "--seeds", "1", "--epochs", "1"]),
     "homl_zoo": (["--full"], ["--quick", "--families", "stacked"]),
-    "vs_pytorch": ([], ["--quick"]),
+    "vs_pytorch": ([], ["--quick", "--without-torch-if-missing"]),
     "compile_cache": ([], ["--quick"]),
 }
 
