@@ -159,9 +159,11 @@ def run_keras(train, test, epochs: int, seed: int, speed: dict) -> dict:
     from hml_vae.evaluation import likelihood_terms
     from hml_vae.training import build_and_compile, fit_arguments, speed_options
 
-    config = make_config("vae", hidden=(HIDDEN,), latent_dim=LATENT, optimizer="adam",
-                         learning_rate=1e-3, batch_size=128, seed=seed, binarize="none",
-                         **speed).for_images(train.shape[1:])
+    # The PyTorch recipe's Bernoulli decoder on gray pixels (the vae family's default
+    # preset is the book's Gaussian one).
+    config = make_config("vae", "bernoulli", hidden=(HIDDEN,), latent_dim=LATENT,
+                         optimizer="adam", learning_rate=1e-3, batch_size=128, seed=seed,
+                         binarize="none", **speed).for_images(train.shape[1:])
     keras.utils.set_random_seed(seed)
     models = build_and_compile(config)
     # As train.py trains: full batches only, so each epoch trains on 429 × 128 images.
