@@ -88,7 +88,7 @@ def main(argv=None) -> int:
     if args.quick:
         args.families, args.rounds, args.limit = ["stacked"], 1, 512
 
-    from benchmarks.machine import describe_machine, finished
+    from benchmarks.machine import describe_machine, finished, write_results
 
     machine = describe_machine()
     runs = {family: {mode: [] for mode in MODES} for family in args.families}
@@ -114,10 +114,7 @@ def main(argv=None) -> int:
               "protocol": {"rounds": args.rounds, "limit": args.limit, "epochs": 2},
               "summary": summary, "runs": runs}
     stem = "compile_cache_quick" if args.quick else "compile_cache"
-    args.results_dir.mkdir(parents=True, exist_ok=True)
-    (args.results_dir / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (args.results_dir / f"{stem}.md").write_text(to_markdown(report))
-    print(to_markdown(report))
+    write_results(args.results_dir, stem, report, to_markdown)
     return 0
 
 

@@ -35,6 +35,7 @@ from benchmarks.machine import (  # noqa: E402
     describe_machine,
     finished,
     stamp_line,
+    write_results,
 )
 from hml_vae import cli  # noqa: E402
 
@@ -142,10 +143,7 @@ def main(argv=None) -> None:
     stem = "distribution" if args.limit == 10_000 else f"distribution_limit{args.limit}"
     if tuple(args.setups) != tuple(SETUP_KEYS):
         stem += "_partial"
-    args.results_dir.mkdir(parents=True, exist_ok=True)
-    (args.results_dir / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (args.results_dir / f"{stem}.md").write_text(to_markdown(report))
-    print(to_markdown(report))
+    write_results(args.results_dir, stem, report, to_markdown)
 
 
 if __name__ == "__main__":

@@ -85,3 +85,17 @@ def stamp_line(machine: dict) -> str:
             f"{machine['tensorflow']}, Keras {machine['keras']}; load average (1, 5, 15 min) "
             f"{load} before, {after} after (above the benchmark's own ~2, other work shared "
             f"the cores).")
+
+
+def write_results(directory, stem: str, report: dict, to_markdown) -> None:
+    """Writes ``STEM.json`` (the report) and ``STEM.md`` (its Markdown, made from the
+    report alone) into ``directory``, and prints the Markdown."""
+    import json
+    from pathlib import Path
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+    markdown = to_markdown(report)
+    (directory / f"{stem}.md").write_text(markdown)
+    print(markdown)

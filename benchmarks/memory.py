@@ -29,6 +29,7 @@ from benchmarks.machine import (  # noqa: E402
     describe_machine,
     finished,
     stamp_line,
+    write_results,
 )
 from hml_vae import cli  # noqa: E402
 
@@ -87,10 +88,7 @@ def main(argv=None) -> int:
               "command": "scripts/train.py " + " ".join(options)}
     stem = "memory" if report["default_run"] else \
         f"memory_epochs{config['epochs']}" + (f"_limit{args.limit}" if args.limit else "")
-    args.results_dir.mkdir(parents=True, exist_ok=True)
-    (args.results_dir / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (args.results_dir / f"{stem}.md").write_text(to_markdown(report))
-    print(to_markdown(report))
+    write_results(args.results_dir, stem, report, to_markdown)
     return 0
 
 

@@ -30,7 +30,6 @@ benchmarks/results/STEM.json and STEM.md with the machine description.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -227,7 +226,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     import keras
 
-    from benchmarks.machine import describe_machine, finished
+    from benchmarks.machine import describe_machine, finished, write_results
     from hml_vae import data as data_lib
 
     machine = describe_machine()
@@ -258,10 +257,7 @@ def main(argv=None) -> None:
               "models_note": note, "results": results, "rounds": args.rounds,
               "requests_per_round": args.requests_per_round, "requests": requests}
     results_dir = Path(args.results_dir)
-    results_dir.mkdir(parents=True, exist_ok=True)
-    (results_dir / f"{args.stem}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (results_dir / f"{args.stem}.md").write_text(to_markdown(report))
-    print(to_markdown(report))
+    write_results(results_dir, args.stem, report, to_markdown)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import statistics
 import sys
 import time
@@ -42,7 +41,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.machine import describe_machine, finished, stamp_line  # noqa: E402
+from benchmarks.machine import (  # noqa: E402
+    describe_machine,
+    finished,
+    stamp_line,
+    write_results,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 HIDDEN, LATENT, PIXELS, BATCH = 400, 20, 784, 128
@@ -435,10 +439,7 @@ def main(argv=None) -> int:
         "runs": runs,
     }
     stem = "throughput" if args.limit is None else f"throughput_limit{args.limit}"
-    args.results_dir.mkdir(parents=True, exist_ok=True)
-    (args.results_dir / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (args.results_dir / f"{stem}.md").write_text(to_markdown(report))
-    print(to_markdown(report))
+    write_results(args.results_dir, stem, report, to_markdown)
     return 0
 
 

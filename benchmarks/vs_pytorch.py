@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
-import json
 import statistics
 import sys
 import time
@@ -39,7 +38,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.machine import describe_machine, finished, stamp_line  # noqa: E402
+from benchmarks.machine import (  # noqa: E402
+    describe_machine,
+    finished,
+    stamp_line,
+    write_results,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FAMILIES = ("stacked", "conv", "recurrent", "vae")
@@ -299,10 +303,7 @@ def main(argv=None) -> int:
         "runs": runs,
     }
     stem = "vs_pytorch_quick" if args.quick else "vs_pytorch"
-    args.results_dir.mkdir(parents=True, exist_ok=True)
-    (args.results_dir / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (args.results_dir / f"{stem}.md").write_text(to_markdown(report))
-    print(to_markdown(report))
+    write_results(args.results_dir, stem, report, to_markdown)
     return 0
 
 
