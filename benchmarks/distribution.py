@@ -104,9 +104,9 @@ def to_markdown(header: dict) -> str:
     lines = [
         "# Distribution overhead: dense VAE epoch time",
         "",
-        f"HOML's dense VAE (784-150-100-10, batch 128 global, Bernoulli decoder), "
-        f"{header['limit']} training images, {header['epochs']} epochs per setup; epoch time "
-        f"is the median over epochs 2..{header['epochs']} (epoch 1 traces).",
+        f"HOML's dense VAE (784-150-100-10, batch 128 global, the book's Gaussian decoder of "
+        f"σ² = 1/2), {header['limit']} training images, {header['epochs']} epochs per setup; "
+        f"epoch time is the median over epochs 2..{header['epochs']} (epoch 1 traces).",
         "",
         f"**Read this as overhead, not speed-up**: the machine has {header['machine']['cpu_count']}"
         f" CPU cores and {header['machine']['gpus']} GPUs, so two replicas or two workers "

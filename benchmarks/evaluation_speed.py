@@ -107,8 +107,8 @@ def main(argv=None) -> int:
 
     # Bernoulli decoder on dynamically binarized training images, one static
     # binarization of the test images (what the likelihood is measured on).
-    config = make_config("vae", hidden=(400,), latent_dim=20, optimizer="adam",
-                         batch_size=128, epochs=args.epochs, binarize="dynamic")
+    config = make_config("vae", "bernoulli", hidden=(400,), latent_dim=20, optimizer="adam",
+                         batch_size=128, epochs=args.epochs)
     data = load_dataset(config.dataset, binarize=config.binarize, seed=config.seed,
                         limit=args.limit)
     config = config.for_images(data.image_shape)

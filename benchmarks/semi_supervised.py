@@ -12,7 +12,7 @@ measurement, not a test: about an hour on a 2-core CPU.
 Encoders (each trained on the whole training split, the unlabeled pool, with its
 ``default`` recipe unless --encoder-epochs is given; a finished run of that name in
 --runs-dir is reused): ``stacked`` 784-100-30 (HOML), ``greedy`` the same stack pretrained
-level by level, ``vae`` 784-150-100-10 with a Bernoulli decoder (the classifier uses the
+level by level, ``vae`` 784-150-100-10 with the book's Gaussian decoder (the classifier uses the
 posterior mean). Each experiment is hml_vae.semi_supervised.run_experiment; its output
 directory (results.json, results.md, accuracy_vs_labels.png) stays in --runs-dir and is
 reused when the benchmark is run again; an interrupted encoder run or experiment resumes

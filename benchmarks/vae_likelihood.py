@@ -45,9 +45,9 @@ def run_recipe(name: str, args, runs_dir: Path) -> dict:
     from hml_vae.training import train_and_evaluate
 
     config = make_config(
-        "vae", "default", epochs=args.epochs, limit=args.limit, seed=args.seed,
+        "vae", "bernoulli", epochs=args.epochs, limit=args.limit, seed=args.seed,
         iwae_samples=args.iwae_samples, batch_size=128, learning_rate=1e-3,
-        binarize="dynamic", likelihood="bernoulli", **RECIPES[name],
+        **RECIPES[name],
     )
     started = time.perf_counter()
     metrics = train_and_evaluate(config, runs_dir / name)

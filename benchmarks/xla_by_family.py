@@ -5,13 +5,13 @@ compiles its training step with XLA by default.
     .venv/bin/python benchmarks/xla_by_family.py                      # about 15 minutes
     .venv/bin/python benchmarks/xla_by_family.py --families vae,denoising --limit 2000
 
-Each family is trained with its default preset (HOML's recipe; the VAEs on dynamically
-binarized images) on ``--limit`` training images, once with XLA and once without: one
-epoch to compile (reported as the first epoch), then ``--rounds`` epochs of each,
-alternating, so that both see the same load. Reports the median seconds per epoch and the
-speed-up: steady state (median of the timed epochs) and counting the first (compiling)
-epoch. Every epoch is in the results file. Writes xla_by_family.json and .md (a subset of
-families: ``_partial``) to --results-dir (default benchmarks/results/).
+Each family is trained with its default preset (HOML's recipe) on ``--limit`` training
+images, once with XLA and once without: one epoch to compile (reported as the first
+epoch), then ``--rounds`` epochs of each, alternating, so that both see the same load.
+Reports the median seconds per epoch and the speed-up: steady state (median of the timed
+epochs) and counting the first (compiling) epoch. Every epoch is in the results file.
+Writes xla_by_family.json and .md (a subset of families: ``_partial``) to --results-dir
+(default benchmarks/results/).
 """
 
 from __future__ import annotations
