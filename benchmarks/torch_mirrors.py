@@ -22,11 +22,18 @@ def torch_model(family: str, config, image_shape):
             layers += [nn.Linear(width_in, width_out), relu()]
         return layers
 
-    if family == "stacked":
+    if family in ("stacked", "denoising"):
         sizes = (pixels, *config.hidden, config.latent_dim)
         decoder = dense_stack(tuple(reversed(sizes))[:-1]) + [nn.Linear(sizes[1], pixels)]
-        return nn.Sequential(nn.Flatten(), *dense_stack(sizes), *decoder,
+        # Dropout of the flattened inputs, in training only: the denoising recipe.
+        noise = [nn.Dropout(config.dropout_rate)] if family == "denoising" else []
+        return nn.Sequential(nn.Flatten(), *noise, *dense_stack(sizes), *decoder,
                              nn.Unflatten(1, tuple(image_shape)))
+    if family == "tied":
+        return TiedAutoencoder((pixels, *config.hidden, config.latent_dim), image_shape)
+    if family == "sparse":
+        return SparseAutoencoder(pixels, config.hidden, config.latent_dim,
+                                 config.sparsity_target, config.sparsity_weight, image_shape)
     if family == "conv":
         return ConvAutoencoder(config.hidden, config.latent_dim, image_shape)
     if family == "recurrent":
@@ -35,6 +42,61 @@ def torch_model(family: str, config, image_shape):
         return DenseVAE(config.hidden, config.latent_dim, pixels, config.likelihood,
                         config.gaussian_sigma)
     raise ValueError(f"no PyTorch mirror of {family}")
+
+
+class TiedAutoencoder(nn.Module):
+    """Dense ReLU layers down to the coding; the decoder multiplies by the same kernels
+    transposed, each with a bias of its own, and its last layer is linear, as hml_vae's
+    tied (DenseTranspose) model."""
+
+    def __init__(self, sizes, image_shape):
+        super().__init__()
+        self.image_shape = tuple(image_shape)
+        self.encoder = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes, sizes[1:],
+                                                                      strict=False))
+        self.biases = nn.ParameterList(nn.Parameter(torch.zeros(width))
+                                       for width in reversed(sizes[:-1]))
+
+    def forward(self, images):
+        x = images.flatten(1)
+        for layer in self.encoder:
+            x = functional.relu(layer(x))
+        for index, (layer, bias) in enumerate(zip(reversed(self.encoder), self.biases,
+                                                  strict=True)):
+            x = x @ layer.weight + bias  # weight is (out, in): this is the transpose
+            if index < len(self.encoder) - 1:
+                x = functional.relu(x)
+        return x.view(-1, *self.image_shape)
+
+
+class SparseAutoencoder(nn.Module):
+    """Dense ReLU layers, a sigmoid coding and the mirrored decoder; after each training
+    forward pass ``penalty`` holds the coding's KL sparsity penalty as Keras adds an
+    activity regularizer's: weight · Σ_units KL(target ‖ mean activation), divided by the
+    batch size."""
+
+    def __init__(self, pixels, hidden, latent_dim, target, weight, image_shape):
+        super().__init__()
+        self.image_shape, self.target, self.weight = tuple(image_shape), target, weight
+        sizes = (pixels, *hidden)
+        layers = []
+        for a, b in zip(sizes, sizes[1:], strict=False):
+            layers += [nn.Linear(a, b), nn.ReLU()]
+        self.encoder = nn.Sequential(nn.Flatten(), *layers, nn.Linear(sizes[-1], latent_dim),
+                                     nn.Sigmoid())
+        back = (latent_dim, *reversed(hidden))
+        layers = []
+        for a, b in zip(back, back[1:], strict=False):
+            layers += [nn.Linear(a, b), nn.ReLU()]
+        self.decoder = nn.Sequential(*layers, nn.Linear(back[-1], pixels))
+
+    def forward(self, images):
+        coding = self.encoder(images)
+        mean = coding.float().mean(0).clamp(1e-7, 1 - 1e-7)
+        p = self.target
+        divergence = p * torch.log(p / mean) + (1 - p) * torch.log((1 - p) / (1 - mean))
+        self.penalty = self.weight * divergence.sum() / len(images)
+        return self.decoder(coding).view(-1, *self.image_shape)
 
 
 class ConvAutoencoder(nn.Module):

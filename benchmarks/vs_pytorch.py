@@ -15,11 +15,14 @@ epoch, images per second in steady state (median of epochs 2..) and counting the
 (compiling) epoch (all images over all the time), and the validation loss after the
 epochs, computed the same way on both sides: MSE per pixel for the autoencoders, −ELBO in
 nats per image for the VAE (a Bernoulli decoder's on the validation images binarized once
-with a fixed seed). Ratios are
-hml_vae over PyTorch, per round and the median over every round.
+with a fixed seed). Ratios are each hml_vae precision's images/s over each PyTorch
+implementation's, per round and the median over every round.
 
-Implementations: ``hml_vae`` (as ``scripts/train.py`` trains), ``torch`` (float32) and
-``torch_bf16`` (the same loop under CPU bfloat16 autocast).
+Implementations: ``hml_vae`` (as ``scripts/train.py`` trains, float32: the default),
+``hml_vae_bf16`` (``--precision mixed_bfloat16``), ``torch`` (float32) and ``torch_bf16``
+(the same loop under CPU bfloat16 autocast). The training loss of each PyTorch mirror
+includes what hml_vae's does: the sparse model's KL penalty, the denoising model's
+dropout of its inputs.
 
 Writes benchmarks/results/vs_pytorch.json and .md (or into ``--results-dir``).
 """
@@ -46,17 +49,20 @@ from benchmarks.machine import (  # noqa: E402
 )
 
 RESULTS = Path(__file__).resolve().parent / "results"
-FAMILIES = ("stacked", "conv", "recurrent", "vae")
-IMPLEMENTATIONS = ("hml_vae", "torch", "torch_bf16")
+FAMILIES = ("stacked", "tied", "denoising", "sparse", "conv", "recurrent", "vae")
+# hml_vae in each precision it offers on CPU (float32, the default, and mixed bfloat16),
+# PyTorch in float32 and under its CPU bfloat16 autocast.
+PRECISIONS = {"hml_vae": "float32", "hml_vae_bf16": "mixed_bfloat16"}
+IMPLEMENTATIONS = (*PRECISIONS, "torch", "torch_bf16")
 # PyTorch 2.13's CPU LSTM has no oneDNN bfloat16 primitive here ("could not create a
 # primitive descriptor for the LSTM forward propagation primitive"): no torch_bf16 row.
 NO_BFLOAT16 = {"recurrent": "PyTorch's CPU LSTM has no bfloat16 kernel on this machine"}
 
 
-def recipe(family: str, epochs: int, seed: int):
+def recipe(family: str, epochs: int, seed: int, precision: str = "float32"):
     from hml_vae.config import make_config
 
-    return make_config(family, "default", epochs=epochs, seed=seed)
+    return make_config(family, "default", epochs=epochs, seed=seed, precision=precision)
 
 
 def fixed_binarization(images: np.ndarray, seed: int) -> np.ndarray:
@@ -67,14 +73,17 @@ def fixed_binarization(images: np.ndarray, seed: int) -> np.ndarray:
 # --- hml_vae ---------------------------------------------------------------------------------
 
 
-def run_hml_vae(family: str, data, epochs: int, seed: int) -> dict:
-    """The family's default recipe as ``scripts/train.py`` builds, compiles and fits it."""
+def run_hml_vae(family: str, data, epochs: int, seed: int, precision: str) -> dict:
+    """The family's default recipe as ``scripts/train.py`` builds, compiles and fits it,
+    in ``precision``; the validation loss of the model converted to float32, as
+    ``scripts/train.py`` evaluates."""
     import keras
 
+    from hml_vae import families
     from hml_vae.evaluation import likelihood_terms
     from hml_vae.training import build_and_compile, fit_arguments, make_training_data
 
-    config = recipe(family, epochs, seed).for_images(data.image_shape)
+    config = recipe(family, epochs, seed, precision).for_images(data.image_shape)
     keras.utils.set_random_seed(seed)
     models = build_and_compile(config)
     train, valid = make_training_data(config, data)
@@ -90,6 +99,7 @@ def run_hml_vae(family: str, data, epochs: int, seed: int) -> dict:
 
     models.whole.fit(**fit_arguments(models.whole, train), epochs=epochs, verbose=0,
                      callbacks=[Timer()], shuffle=False)
+    models = families.in_float32(config, models)
     images = data.valid.images
     if config.family.variational:
         if config.binarize == "dynamic":
@@ -134,7 +144,9 @@ def run_torch(family: str, data, epochs: int, seed: int, bfloat16: bool = False)
         with autocast():
             if variational:
                 return model(x).mean()
-            return torch.mean((model(x).float() - x) ** 2)
+            loss = torch.mean((model(x).float() - x) ** 2)
+            return loss + model.penalty if model.training and hasattr(model, "penalty") \
+                else loss
 
     times = []
     model.train()
@@ -178,14 +190,25 @@ def speed_with_compile(result: dict) -> float:
 
 
 def run_one(implementation: str, family: str, data, epochs: int, seed: int) -> dict:
-    if implementation == "hml_vae":
-        return run_hml_vae(family, data, epochs, seed)
+    if implementation in PRECISIONS:
+        return run_hml_vae(family, data, epochs, seed, PRECISIONS[implementation])
     return run_torch(family, data, epochs, seed, bfloat16=implementation == "torch_bf16")
 
 
+def ratios(ours: list[dict], theirs: list[dict]) -> dict:
+    """ours' images/s over theirs', round by round (the rounds ran alternating), and the
+    medians over every round."""
+    steady = [steady_speed(a) / steady_speed(b) for a, b in zip(ours, theirs, strict=True)]
+    compiled = [speed_with_compile(a) / speed_with_compile(b)
+                for a, b in zip(ours, theirs, strict=True)]
+    return {"steady_per_round": steady, "steady_median": statistics.median(steady),
+            "with_compile_per_round": compiled,
+            "with_compile_median": statistics.median(compiled)}
+
+
 def summarize(runs: dict) -> dict:
-    """Per family: each implementation's medians over all rounds, and hml_vae's ratios
-    over each other implementation per round and their median."""
+    """Per family: each implementation's medians over all rounds, and the ratios of each
+    hml_vae precision over each PyTorch implementation."""
     summary = {}
     for family, by_implementation in runs.items():
         rows = {}
@@ -196,19 +219,12 @@ def summarize(runs: dict) -> dict:
                     map(speed_with_compile, results)),
                 "valid_loss": statistics.median(r["valid_loss"] for r in results),
             }
-        ratios = {}
-        for name, results in by_implementation.items():
-            if name == "hml_vae":
-                continue
-            ours = by_implementation["hml_vae"]
-            steady = [steady_speed(a) / steady_speed(b) for a, b in zip(ours, results,
-                                                                         strict=True)]
-            compiled = [speed_with_compile(a) / speed_with_compile(b)
-                        for a, b in zip(ours, results, strict=True)]
-            ratios[name] = {"steady_per_round": steady, "steady_median":
-                            statistics.median(steady), "with_compile_per_round": compiled,
-                            "with_compile_median": statistics.median(compiled)}
-        summary[family] = {"implementations": rows, "ratios_of_hml_vae": ratios}
+        ours = [name for name in by_implementation if name in PRECISIONS]
+        theirs = [name for name in by_implementation if name not in PRECISIONS]
+        comparisons = [{"ours": a, "theirs": b,
+                        **ratios(by_implementation[a], by_implementation[b])}
+                       for a in ours for b in theirs]
+        summary[family] = {"implementations": rows, "comparisons": comparisons}
     return summary
 
 
@@ -221,20 +237,20 @@ def to_markdown(report: dict) -> str:
         f"{protocol['train_images']:,} training images, {protocol['epochs']} epochs × "
         f"{protocol['rounds']} rounds, alternating. Ratios are hml_vae's images/s over the "
         "other's; each cell gives the median over every round, then every round.", "",
-        "| family | vs | steady state | counting the first epoch | valid loss hml_vae / "
-        "other |",
-        "|---|---|---|---|---|",
+        "| family | ours | vs | steady state | counting the first epoch | valid loss ours / "
+        "theirs |",
+        "|---|---|---|---|---|---|",
     ]
     for family, entry in report["summary"].items():
-        ours = entry["implementations"]["hml_vae"]["valid_loss"]
-        for name, ratio in entry["ratios_of_hml_vae"].items():
-            theirs = entry["implementations"][name]["valid_loss"]
+        losses = {name: row["valid_loss"] for name, row in entry["implementations"].items()}
+        for ratio in entry["comparisons"]:
             steady = " / ".join(f"{r:.2f}" for r in ratio["steady_per_round"])
             compiled = " / ".join(f"{r:.2f}" for r in ratio["with_compile_per_round"])
             lines.append(
-                f"| {family} | {name} | **{ratio['steady_median']:.2f}×** ({steady}) | "
+                f"| {family} | {ratio['ours']} | {ratio['theirs']} | "
+                f"**{ratio['steady_median']:.2f}×** ({steady}) | "
                 f"**{ratio['with_compile_median']:.2f}×** ({compiled}) | "
-                f"{ours:.4g} / {theirs:.4g} |")
+                f"{losses[ratio['ours']]:.4g} / {losses[ratio['theirs']]:.4g} |")
     lines += ["", "| family | implementation | steady images/s | counting the first epoch | "
               "valid loss |", "|---|---|---|---|---|"]
     for family, entry in report["summary"].items():
@@ -244,7 +260,7 @@ def to_markdown(report: dict) -> str:
                          f"{row['valid_loss']:.4g} |")
     for family, left_out in protocol.get("left_out", {}).items():
         lines += [f"{family}: no {name} row ({why})." for name, why in left_out.items()]
-    if protocol["implementations"] == ["hml_vae"]:
+    if not set(protocol["implementations"]) - set(PRECISIONS):
         lines.append("torch was not installed: hml_vae alone (a smoke run).")
     lines += ["", "Valid loss: MSE per pixel (autoencoders), −ELBO nats/image (VAE).", ""]
     return "\n".join(lines)
@@ -276,7 +292,7 @@ def main(argv=None) -> int:
     if importlib.util.find_spec("torch") is None:
         if not args.without_torch_if_missing:
             parser.error("torch is not installed: pip install -r benchmarks/requirements.txt")
-        implementations = ("hml_vae",)
+        implementations = tuple(PRECISIONS)
     runs = {family: {name: [] for name in implementations
                      if not (name == "torch_bf16" and family in NO_BFLOAT16)}
             for family in args.families}

@@ -98,17 +98,19 @@ def test_each_level_trains_at_its_own_learning_rate(greedy_run):
 
 def test_the_default_preset_is_the_notebooks_greedy_recipe():
     config = make_config("greedy")
-    # Levels 784-100-784 (linear output, 5e-4) and 100-30-100 (ReLU output, 5e-3) of 10
-    # epochs each, then 5 epochs of the stack at Nadam's default 1e-3.
+    # Levels 784-100-784 (linear output) and 100-30-100 (ReLU output) of 10 epochs each,
+    # then 5 epochs of the stack, all at Nadam's default 1e-3.
     assert (config.hidden, config.latent_dim, config.epochs, config.batch_size) == (
         (100,), 30, 10, 32)
-    assert config.level_learning_rates == (5e-4, 5e-3)
+    assert config.level_learning_rates is None
+    assert [greedy.level_learning_rate(config.level_learning_rates, level)
+            for level in range(2)] == [None, None]  # None: the config's learning rate
     assert (config.fine_tune_epochs, config.optimizer, config.learning_rate) == (
         5, "nadam", 1e-3)
     with pytest.raises(ValueError, match="level learning rates must be 1 to 2 positive"):
         make_config("greedy", level_learning_rates=(1e-3, 1e-3, 1e-3))
     # Deeper levels than the list go on at its last rate.
-    deeper = make_config("greedy", hidden=(150, 100))
+    deeper = make_config("greedy", hidden=(150, 100), level_learning_rates=(5e-4, 5e-3))
     assert [greedy.level_learning_rate(deeper.level_learning_rates, level)
             for level in range(3)] == [5e-4, 5e-3, 5e-3]
 

@@ -197,12 +197,11 @@ FAMILY = register(dense_family(
     build=lambda config: build_stacked(blocks.require_image_shape(config), config.hidden,
                                        config.latent_dim),
     # HOML 3rd ed. ch. 17's notebook ("Extra Material – Training one Autoencoder at a
-    # Time"): 10 epochs per level with Nadam, level 0 (784-100-784, linear output) at
-    # learning rate 5e-4 and level 1 (100-30-100, ReLU output) at 5e-3 (the notebook
-    # lowered them from 1e-3 "to avoid NaN"), then the stack fine-tuned end to end for
-    # 5 epochs with Nadam's default 1e-3.
-    presets={"default": {**BOOK_STACKED, "epochs": 10, "level_learning_rates": (5e-4, 5e-3),
-                         "fine_tune_epochs": 5},
+    # Time", train_autoencoder): 10 epochs per level, level 0 (784-100-784, linear output)
+    # and level 1 (100-30-100, ReLU output), each compiled with optimizer="nadam", i.e.
+    # Nadam's default 1e-3, then the stack fine-tuned end to end for 5 epochs, again at
+    # 1e-3. --level-learning-rates gives levels rates of their own.
+    presets={"default": {**BOOK_STACKED, "epochs": 10, "fine_tune_epochs": 5},
              "tiny": {**TINY_DENSE, "fine_tune_epochs": 1}},
     options=("fine_tune_epochs", "level_learning_rates"),
     check=check,

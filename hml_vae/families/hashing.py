@@ -150,9 +150,10 @@ FAMILY = register(dense_family(
     build=lambda config: build_hashing(blocks.require_image_shape(config), config.hidden,
                                        config.latent_dim, noise_stddev=config.noise_stddev,
                                        seed=config.seed),
-    # HOML 3rd ed. ch. 17's notebook ("Extra Material – Hashing Using a Binary
-    # Autoencoder"): 784-100-[GaussianNoise(15)]-16 sigmoid, decoder 100-784 linear, MSE,
-    # Nadam at learning rate 5e-4, 10 epochs, batch 32.
+    # The chapter's binary-hashing extra material (HOML's 2nd-edition notebook; the 3rd
+    # edition's notebook has no hashing cell, so no printed number to compare with):
+    # 784-100-[GaussianNoise(15)]-16 sigmoid, decoder 100-784 linear, MSE, Nadam at
+    # learning rate 5e-4, 10 epochs, batch 32.
     presets={"default": {"hidden": (100,), "latent_dim": 16, "noise_stddev": 15.0,
                          "epochs": 10, "batch_size": 32, "optimizer": "nadam",
                          "learning_rate": 5e-4},
