@@ -208,6 +208,14 @@ def to_markdown(results: dict) -> str:
         "deterministic reconstructions' MSE per pixel on the test images (the VAE's from "
         "the posterior mean). '–': the notebook printed no such number.",
         "",
+        *table(results),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def table(results: dict) -> list[str]:
+    """The book-vs-ours table's lines (also the README's, benchmarks/readme_tables.py)."""
+    lines = [
         "| family | epochs | book valid loss | ours, every seed | ours, median | ratio | "
         "test MSE (median) |",
         "|---|---:|---:|---|---:|---:|---:|",
@@ -221,7 +229,7 @@ def to_markdown(results: dict) -> str:
             f"{'–' if book is None else f'{book:.4f}'} | {every} | "
             f"{row['median_valid_loss']:.4f} | {'–' if ratio is None else f'{ratio:.3f}'} | "
             f"{row['median_test_mse_per_pixel']:.4f} |")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def write_results(directory: Path, stem: str, results: dict) -> None:

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from any checkout: the benchmarks' own table builders
 RESULTS = ROOT / "benchmarks" / "results"
 README = ROOT / "README.md"
 MARKERS = re.compile(r"(<!-- generated:(?P<name>[a-z_]+) -->\n)(?P<body>.*?)"
@@ -177,7 +178,36 @@ def throughput_rounds(results_dir: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-SECTIONS = {"performance": performance, "throughput_rounds": throughput_rounds}
+def book_vs_ours(results_dir: Path) -> str:
+    """benchmarks/homl_zoo.py's table: each family's validation loss beside the book's."""
+    from benchmarks import homl_zoo
+
+    report = load(results_dir, "homl_zoo")
+    if report is None:
+        return "No results (run `python benchmarks/run_all.py --full --only homl_zoo`).\n"
+    return "\n".join([f"Measured at {provenance(report, 'homl_zoo')}; seeds "
+                      f"{', '.join(map(str, report['seeds']))}.", "",
+                      *homl_zoo.table(report)]) + "\n"
+
+
+def vs_pytorch(results_dir: Path) -> str:
+    """benchmarks/vs_pytorch.py's ratios at matched precisions (its .md has every pair)."""
+    from benchmarks import vs_pytorch as benchmark
+
+    report = load(results_dir, "vs_pytorch")
+    if report is None:
+        return "No results (run `python benchmarks/run_all.py --full --only vs_pytorch`).\n"
+    protocol = report["protocol"]
+    pairs = {("hml_vae", "torch"), ("hml_vae_bf16", "torch_bf16")}
+    return "\n".join([
+        f"Measured at {provenance(report, 'vs_pytorch')}; {protocol['train_images']:,} "
+        f"training images, {protocol['epochs']} epochs × {protocol['rounds']} rounds, "
+        f"alternating. hml_vae's images/s over PyTorch's: the median over every round, then "
+        f"every round.", "", *benchmark.comparison_table(report, pairs)]) + "\n"
+
+
+SECTIONS = {"performance": performance, "throughput_rounds": throughput_rounds,
+            "book_vs_ours": book_vs_ours, "vs_pytorch": vs_pytorch}
 
 
 def render(readme: str, results_dir: Path = RESULTS) -> str:
