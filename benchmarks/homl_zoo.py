@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from any che
 
 from benchmarks.machine import describe_machine  # noqa: E402
 from hml_vae import cli  # noqa: E402
+from hml_vae.config import PRECISIONS  # noqa: E402
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 NOTEBOOK = ("ageron/handson-ml3, 17_autoencoders_gans_and_diffusion_models.ipynb at commit "
@@ -93,6 +94,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help=f"comma-separated subset of {','.join(FAMILIES)} (default: all)")
     parser.add_argument("--seeds", type=cli.positive_int, default=1,
                         help="runs per family, seeds 42, 43, ... (default 1)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="float32",
+                        help="train in this precision (evaluated in float32); other than "
+                             "float32 writes homl_zoo_PRECISION.*")
     parser.add_argument("--data-dir", help="directory with the four IDX files")
     parser.add_argument("--results-dir", type=Path,
                         default=Path(__file__).resolve().parent / "results")
@@ -126,7 +130,7 @@ def run_once(family: str, seed: int, args: argparse.Namespace, runs_dir: Path) -
 
     overrides = QUICK if args.quick else {}
     config = make_config(family, "default", seed=seed, data_dir=args.data_dir,
-                         make_plots=False, **overrides)
+                         precision=args.precision, make_plots=False, **overrides)
     keras.backend.clear_session()
     started = time.perf_counter()
     run_dir = runs_dir / f"{family}-seed{seed}"
@@ -199,7 +203,8 @@ def to_markdown(results: dict) -> str:
         stamp_line(results["machine"]) + f" Finished {results['date_end']}. Mode: "
         f"{results['mode']}"
         + (" (not the book's recipe: a smoke run)" if results["mode"] == "quick" else "")
-        + f"; seeds {', '.join(map(str, results['seeds']))}. Command: `{results['command']}`.",
+        + f"; trained in {results.get('precision', 'float32')}; seeds "
+        f"{', '.join(map(str, results['seeds']))}. Command: `{results['command']}`.",
         "",
         "valid loss = the last epoch's validation loss as Keras printed it in the book's "
         f"notebook ({NOTEBOOK}): MSE per pixel; sparse: plus its KL sparsity penalty; vae: "
@@ -249,8 +254,11 @@ def main(argv=None) -> int:
         return 0
     seeds = [SEED + index for index in range(args.seeds)]
     stem = "homl_zoo_quick" if args.quick else "homl_zoo"
+    if args.precision != "float32":
+        stem += f"_{args.precision}"
     results = {
         "mode": "quick" if args.quick else "full",
+        "precision": args.precision,
         "seeds": seeds,
         "machine": describe_machine(),
         "command": " ".join(["python", "benchmarks/homl_zoo.py", *(argv or sys.argv[1:])]),
