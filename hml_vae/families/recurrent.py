@@ -9,7 +9,8 @@ from hml_vae.families import blocks
 from hml_vae.families.bundle import AutoencoderModels
 from hml_vae.families.family import Family, register
 
-# Whether the LSTMs unroll their H steps by default: benchmarks/results/recurrent_levers.md.
+# The LSTMs loop over the rows by default: unrolled, an epoch is no faster on a CPU, and
+# under XLA it compiles for minutes (benchmarks/results/recurrent_levers.md).
 UNROLL = False
 
 
@@ -78,7 +79,7 @@ FAMILY = register(Family(
         "tiny": {"hidden": (8,), "latent_dim": 4, "epochs": 1, "batch_size": 64},
     },
     bundle_type=AutoencoderModels,
-    xla=True,
+    xla=True,  # faster epochs for a longer compile: benchmarks/results/recurrent_levers.md
     check=check,
     describe=describe,
 ))
