@@ -9,13 +9,22 @@ from hml_vae.families import blocks
 from hml_vae.families.bundle import AutoencoderModels
 from hml_vae.families.family import Family, register
 
+# The LSTMs loop over the rows by default: unrolled, an epoch is no faster on a CPU, and
+# under XLA it compiles for minutes (benchmarks/results/recurrent_levers.md).
+UNROLL = False
 
-def build_recurrent(image_shape, hidden=(100,), latent_dim: int = 30) -> AutoencoderModels:
+
+def build_recurrent(image_shape, hidden=(100,), latent_dim: int = 30,
+                    unroll: bool = UNROLL) -> AutoencoderModels:
     """HOML's recurrent autoencoder.
 
     Encoder: ``LSTM`` layers of ``hidden`` units over the rows, then an ``LSTM`` of
     ``latent_dim`` units whose last output is the coding. Decoder: ``RepeatVector(H)``,
     ``LSTM`` layers of the mirrored sizes, and a time-distributed linear ``Dense(W·C)``.
+
+    Args:
+        unroll: each LSTM unrolls its H steps into the graph instead of looping over them
+            (the same math; a longer compile, no loop at run time).
 
     Returns:
         AutoencoderModels taking and returning (B, H, W, C) images.
@@ -27,14 +36,16 @@ def build_recurrent(image_shape, hidden=(100,), latent_dim: int = 30) -> Autoenc
     images = keras.Input(shape=image_shape, name="images")
     x = keras.layers.Reshape((rows, columns * channels), name="rows")(images)  # (B, H, W·C)
     for index, units in enumerate(hidden):
-        x = keras.layers.LSTM(units, return_sequences=True, name=f"encoder_lstm_{index}")(x)
-    coding = keras.layers.LSTM(latent_dim, name="coding")(x)  # (B, latent_dim)
+        x = keras.layers.LSTM(units, return_sequences=True, unroll=unroll,
+                              name=f"encoder_lstm_{index}")(x)
+    coding = keras.layers.LSTM(latent_dim, unroll=unroll, name="coding")(x)  # (B, latent_dim)
     encoder = keras.Model(images, coding, name="encoder")
 
     codings = keras.Input(shape=(latent_dim,), name="codings")
     x = keras.layers.RepeatVector(rows, name="repeat_rows")(codings)  # (B, H, latent_dim)
     for index, units in enumerate(reversed(hidden)):
-        x = keras.layers.LSTM(units, return_sequences=True, name=f"decoder_lstm_{index}")(x)
+        x = keras.layers.LSTM(units, return_sequences=True, unroll=unroll,
+                              name=f"decoder_lstm_{index}")(x)
     x = keras.layers.TimeDistributed(keras.layers.Dense(columns * channels),
                                      name="row_output")(x)  # (B, H, units) -> (B, H, W·C)
     reconstruction = keras.layers.Reshape(tuple(image_shape), name="reconstruction")(x)
@@ -68,7 +79,7 @@ FAMILY = register(Family(
         "tiny": {"hidden": (8,), "latent_dim": 4, "epochs": 1, "batch_size": 64},
     },
     bundle_type=AutoencoderModels,
-    xla=True,
+    xla=True,  # faster epochs for a longer compile: benchmarks/results/recurrent_levers.md
     check=check,
     describe=describe,
 ))
