@@ -2,7 +2,9 @@
 that draw from their own saved random state (hml_vae.families.denoising), with and without
 XLA: the measurements behind the family's ``xla`` default.
 
-    .venv/bin/python benchmarks/denoising_noise.py                  # a few minutes
+    .venv/bin/python benchmarks/denoising_noise.py          # the default run's 55,000 images
+    .venv/bin/python benchmarks/denoising_noise.py --limit 8000 --noises dropout,gaussian \
+        --variants keras,keras_xla,stateful_xla,stateful    # every variant, smaller
     .venv/bin/python benchmarks/denoising_noise.py --quick --results-dir /tmp/bench
 
 Each round trains every variant from scratch on the default preset (HOML's recipe: the
@@ -10,20 +12,21 @@ stacked 784-100-30-100-784 model, Dropout(0.5) or GaussianNoise(0.2) on its inpu
 Nadam, batch 32) through hml_vae's training path (``build_and_compile``,
 ``make_training_data``, ``fit``) on ``--limit`` training images for ``--epochs`` epochs:
 
-- ``keras``: Keras' noise layers, without XLA (the family's previous default);
+- ``keras``: Keras' noise layers, without XLA (the family's earlier default);
 - ``keras_xla``: Keras' noise layers with XLA (why that default was chosen);
 - ``stateful_xla`` and ``stateful``: hml_vae's layers with and without XLA.
 
 Variants alternate (reversed order every other round) so that all see the same load; round
 ``r`` seeds every variant with ``seed + r`` (same initial weights and data order, each
 variant its own noise). Reports every round and the median: the first (compiling) epoch's
-wall seconds, the median of the other epochs' wall seconds, the CPU seconds of the whole
-fit (process time, all threads), and the validation loss after the last epoch (different
-noise draws, so it may differ within the spread of the rounds). XLA's persistent
+and the later epochs' wall and CPU seconds (process time, all threads), the validation
+loss after the last epoch (other noise draws, so it may differ within the spread of the
+rounds), and a 10-epoch run (the preset's) projected from them. XLA's persistent
 compilation cache is off (``HML_VAE_COMPILE_CACHE=off``, unless set otherwise) so that
 every first epoch compiles, as a user's first run does; the report says whether it was on.
-Writes denoising_noise.json and .md to --results-dir (default benchmarks/results/; a
---quick run writes denoising_noise_quick).
+Writes denoising_noise.json and .md to --results-dir (default benchmarks/results/); a run
+with other --limit/--epochs/--rounds names them in its file name, a --quick run writes
+denoising_noise_quick.
 """
 
 from __future__ import annotations
@@ -125,24 +128,40 @@ def measure(noise: str, variants, data, epochs: int, rounds: int, seed: int) -> 
     return runs
 
 
-def run_seconds(first: float, steady: float | None, epochs: int) -> float:
-    """Wall seconds of a run of ``epochs`` epochs: the first, then the steady ones."""
+def run_seconds(first: float, steady: float | None, epochs: int = RUN_EPOCHS) -> float:
+    """Seconds of a run of ``epochs`` epochs: the first, then the steady ones."""
     return first + (epochs - 1) * (steady if steady is not None else first)
 
 
+def with_epoch_cpu(run: dict) -> dict:
+    """``run`` with its first epoch's CPU seconds and the median of the others'."""
+    later = run["epoch_cpu"][1:]
+    return {**run, "first_epoch_cpu": run["epoch_cpu"][0],
+            "steady_epoch_cpu": statistics.median(later) if later else None}
+
+
 def summarize(runs: dict) -> dict:
-    """Medians over the rounds, per variant."""
+    """Medians over the rounds, per variant, and the projected run of RUN_EPOCHS epochs
+    (wall and CPU seconds)."""
     summary = {}
     for variant, rounds in runs.items():
+        rounds = [with_epoch_cpu(run) for run in rounds]
+
         def median(key, rounds=rounds):
             values = [run[key] for run in rounds if run[key] is not None]
             return statistics.median(values) if values else None
-        first, steady = median("first_epoch"), median("steady_epoch")
-        summary[variant] = {"first_epoch": first, "steady_epoch": steady,
-                            "cpu_seconds": median("cpu_seconds"),
-                            "val_loss": median("val_loss"),
-                            "ten_epoch_seconds": run_seconds(first, steady, RUN_EPOCHS)}
+        row = {key: median(key) for key in ("first_epoch", "steady_epoch", "first_epoch_cpu",
+                                            "steady_epoch_cpu", "cpu_seconds", "val_loss")}
+        row["run_seconds"] = run_seconds(row["first_epoch"], row["steady_epoch"])
+        row["run_cpu_seconds"] = run_seconds(row["first_epoch_cpu"], row["steady_epoch_cpu"])
+        summary[variant] = row
     return summary
+
+
+COLUMNS = (("first_epoch", "first epoch s", 2), ("steady_epoch", "steady epoch s", 2),
+           ("first_epoch_cpu", "first epoch CPU s", 2),
+           ("steady_epoch_cpu", "steady epoch CPU s", 2), ("cpu_seconds", "fit CPU s", 1),
+           ("val_loss", "val loss", 5))
 
 
 def to_markdown(report: dict) -> str:
@@ -154,35 +173,46 @@ def to_markdown(report: dict) -> str:
         stamp_line(report["machine"]), "",
         f"Default preset, {protocol['train_images']:,} training images, {protocol['epochs']} "
         f"epochs per run, {protocol['rounds']} rounds, variants alternating (seed + round). "
-        f"XLA compilation cache {cache}. Steady: median of the epochs after the first; CPU: "
-        f"process seconds of the whole fit; {RUN_EPOCHS}-epoch run: first epoch + "
-        f"{RUN_EPOCHS - 1} × steady (medians). `keras`: keras.layers.Dropout/GaussianNoise; "
-        f"`stateful`: the family's layers drawing from their saved Philox state.", "",
+        f"XLA compilation cache {cache}. Each cell: every round, then the median. Steady: "
+        f"median of the epochs after the first; CPU: process seconds (all threads); fit CPU: "
+        f"the whole fit; {RUN_EPOCHS}-epoch run: first epoch + {RUN_EPOCHS - 1} × steady "
+        f"epoch (medians), in wall and CPU seconds, and its speed-up over `keras` (> 1: "
+        f"faster). `keras`: keras.layers.Dropout/GaussianNoise; `stateful`: the family's "
+        f"layers drawing from their saved Philox state; `_xla`: the step compiled with XLA.",
+        "",
     ]
     for noise, by_noise in report["noises"].items():
         lines += [f"## {noise}", "",
-                  "| variant | layer | first epoch s (each) | steady epoch s (each) | "
-                  "CPU s (each) | val loss (each) | "
-                  f"{RUN_EPOCHS}-epoch run s | vs `keras` |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "| variant | layer | " + " | ".join(title for _, title, _ in COLUMNS)
+                  + f" | {RUN_EPOCHS}-epoch run s (wall / CPU) | speed-up (wall / CPU) |",
+                  "|---|---|" + "---|" * (len(COLUMNS) + 2)]
         summary = by_noise["summary"]
-        reference = summary.get("keras", {}).get("ten_epoch_seconds")
+        reference = summary.get("keras")
         for variant, rounds in by_noise["runs"].items():
+            rounds = [with_epoch_cpu(run) for run in rounds]
             row = summary[variant]
-
-            def each(key, digits, rounds=rounds, row=row):
+            cells = []
+            for key, _, digits in COLUMNS:
                 values = [run[key] for run in rounds if run[key] is not None]
-                if not values:
-                    return "–"
-                return (" / ".join(f"{value:.{digits}f}" for value in values)
-                        + f" (median {row[key]:.{digits}f})")
-            speedup = (f"{reference / row['ten_epoch_seconds']:.2f}×" if reference else "–")
-            lines.append(f"| {variant} | {rounds[0]['layer']} | {each('first_epoch', 2)} | "
-                         f"{each('steady_epoch', 2)} | {each('cpu_seconds', 1)} | "
-                         f"{each('val_loss', 5)} | {row['ten_epoch_seconds']:.1f} | "
+                cells.append(" / ".join(f"{value:.{digits}f}" for value in values)
+                             + f" (**{row[key]:.{digits}f}**)" if values else "–")
+            speedup = (f"{reference['run_seconds'] / row['run_seconds']:.2f}× / "
+                       f"{reference['run_cpu_seconds'] / row['run_cpu_seconds']:.2f}×"
+                       if reference else "–")
+            lines.append(f"| {variant} | {rounds[0]['layer']} | " + " | ".join(cells)
+                         + f" | {row['run_seconds']:.1f} / {row['run_cpu_seconds']:.1f} | "
                          f"{speedup} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def results_stem(args, defaults) -> str:
+    """``denoising_noise``, or with the settings that differ from the full protocol's."""
+    if args.quick:
+        return "denoising_noise_quick"
+    changed = [f"{key}{getattr(args, key)}" for key in ("limit", "epochs", "rounds")
+               if getattr(args, key) != defaults[key]]
+    return "_".join(["denoising_noise", *changed])
 
 
 def main(argv=None) -> int:
@@ -190,11 +220,12 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help=f"a smoke run under a minute: {QUICK}")
     parser.add_argument("--noises", type=cli.name_list(("dropout", "gaussian"), "noises"),
-                        default=("dropout", "gaussian"))
+                        default=("dropout",), help="default: the default preset's")
     parser.add_argument("--variants", type=cli.name_list(VARIANTS, "variants"),
-                        default=VARIANTS)
-    parser.add_argument("--limit", type=cli.positive_int, default=8000,
-                        help="training images (validation: proportionally fewer)")
+                        default=("keras", "stateful_xla", "stateful"))
+    parser.add_argument("--limit", type=cli.positive_int,
+                        help="training images (validation: proportionally fewer); default: "
+                             "all, as the default run trains")
     parser.add_argument("--epochs", type=cli.positive_int, default=3)
     parser.add_argument("--rounds", type=cli.positive_int, default=3)
     parser.add_argument("--seed", type=int, default=42)
@@ -220,8 +251,8 @@ def main(argv=None) -> int:
                            "compile_cache": compile_cache.FLAG in os.environ.get(
                                "TF_XLA_FLAGS", "")},
               "noises": noises}
-    write_results(args.results_dir, "denoising_noise_quick" if args.quick else
-                  "denoising_noise", report, to_markdown)
+    write_results(args.results_dir, results_stem(args, vars(parser.parse_args([]))), report,
+                  to_markdown)
     return 0
 
 
