@@ -5,12 +5,14 @@ Sections:
 
 - HOML ch. 17 autoencoders: :class:`DenseTranspose` (tied weights) and
   :class:`KLDivergenceRegularizer` (sparsity).
+- A stochastic layer's own random state, saved with its weights: :func:`add_random_state`
+  and :func:`draw_random` (``Sampling``'s ε, the denoising family's input noise).
 - Variational autoencoders: :class:`Sampling` (reparameterization + β·KL with
   ``add_loss``) and :class:`ReconstructionLoss`.
 
 Every layer runs on each Keras backend hml_vae supports (:mod:`hml_vae.backends`): the
-math is ``keras.ops``; only ``Sampling``'s noise has a TensorFlow fast path, and other
-backends draw it with ``keras.random``.
+math is ``keras.ops``; only random draws have a TensorFlow fast path (:func:`draw_random`),
+and other backends draw with ``keras.random``.
 """
 
 from __future__ import annotations
@@ -179,6 +181,68 @@ def kl_divergence_bernoulli(target, mean_activations):
     )
 
 
+# --- A layer's own random state, saved with its weights ------------------------------------
+
+PHILOX = 1  # tf.random.Algorithm.PHILOX, the id the stateful random ops take
+
+
+def add_random_state(layer: keras.layers.Layer, seed: int | None):
+    """Adds the Philox state (128-bit counter, 64-bit key) that :func:`draw_random` draws
+    from on TensorFlow as a non-trainable weight ``rng_state`` of ``layer``, so that it is
+    checkpointed and saved with the model and a resumed run continues the same stream.
+
+    Seeded by ``seed`` or, without one, by Python's ``random`` (which
+    keras.utils.set_random_seed seeds). Other backends do not read it but keep it, so a
+    .keras file has the same weights whichever backend saved it; JAX has no int64 unless
+    x64 is enabled.
+    """
+    key = seed if seed is not None else random.randrange(1, 2**31)
+    return layer.add_weight(
+        shape=(3,), dtype="int64" if on_tensorflow() else "int32",
+        initializer=keras.initializers.Constant([0, 0, key]),
+        trainable=False, name="rng_state",
+    )
+
+
+def draw_random(distribution: str, shape, dtype, state, seed_generator):
+    """Uniform [0, 1) or standard normal values of ``shape``, drawn from a layer's state.
+
+    On TensorFlow and one replica: a stateful Philox draw that advances ``state`` (from
+    :func:`add_random_state`). A stateless draw (``keras.random``) is as random but,
+    inside an XLA-compiled training step on CPU, costs about 1 ms a step for 128×20
+    normal values and more for a batch of dropout masks (benchmarks/throughput.py,
+    benchmarks/denoising_noise.py); this op costs next to nothing there.
+
+    Under several ``tf.distribute`` replicas each replica gets its own draw: the state
+    is the same on every replica, so without folding in the replica id the i-th image
+    of every replica's share would get the same values.
+
+    On other backends: ``keras.random`` with ``seed_generator`` (a
+    ``keras.random.SeedGenerator``), whose state the backend's trainer carries through
+    its compiled steps.
+
+    Args:
+        distribution: ``uniform`` or ``normal``.
+    """
+    if distribution not in ("uniform", "normal"):
+        raise ValueError(f"unknown distribution {distribution!r}; expected uniform or normal.")
+    normal = distribution == "normal"
+    if not on_tensorflow():
+        draw = keras.random.normal if normal else keras.random.uniform
+        return draw(shape, dtype=dtype, seed=seed_generator)
+    import tensorflow as tf
+
+    if replicas_in_sync() == 1:
+        draw = tf.raw_ops.StatefulStandardNormalV2 if normal else tf.raw_ops.StatefulUniform
+        return draw(resource=state.value.handle, algorithm=PHILOX, shape=shape, dtype=dtype)
+    replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+    seed = tf.random.experimental.stateless_fold_in(
+        tf.cast(seed_generator.next(), tf.int32), replica
+    )
+    draw = tf.random.stateless_normal if normal else tf.random.stateless_uniform
+    return draw(shape, seed=seed, dtype=dtype)
+
+
 # =========================================================================================
 # Variational autoencoder: reparameterized sampling with the KL term, and the decoder's
 # reconstruction negative log-likelihood. Both add their loss with ``self.add_loss``
@@ -202,7 +266,6 @@ def track(tracker: keras.metrics.Mean | None, value) -> None:
 
 
 LIKELIHOODS = ("bernoulli", "gaussian")
-PHILOX = 1  # tf.random.Algorithm.PHILOX, the id the stateful random ops take
 LEARNED_SIGMA = ("none", "global", "pixel")
 
 
@@ -250,17 +313,7 @@ class Sampling(keras.layers.Layer):
         self.seed = seed
         self.deterministic = bool(deterministic)
         self.seed_generator = keras.random.SeedGenerator(seed)
-        # Philox state (128-bit counter, 64-bit key) of TensorFlow's one-replica draws, a
-        # weight so it is checkpointed and saved with the model. Seeded by ``seed`` or,
-        # without one, by Python's ``random`` (which keras.utils.set_random_seed seeds).
-        # Other backends do not read it but keep it, so a .keras file has the same weights
-        # whichever backend saved it; JAX has no int64 unless x64 is enabled.
-        key = seed if seed is not None else random.randrange(1, 2**31)
-        self.rng_state = self.add_weight(
-            shape=(3,), dtype="int64" if on_tensorflow() else "int32",
-            initializer=keras.initializers.Constant([0, 0, key]),
-            trainable=False, name="rng_state",
-        )
+        self.rng_state = add_random_state(self, seed)
         self.beta = self.add_weight(
             shape=(), initializer=keras.initializers.Constant(self.initial_beta),
             trainable=False, name="beta",
@@ -284,36 +337,9 @@ class Sampling(keras.layers.Layer):
         return z_mean + ops.exp(0.5 * z_log_var) * self._standard_normal(ops.shape(z_mean))
 
     def _standard_normal(self, shape):
-        """ε ~ N(0, I).
-
-        On TensorFlow and one replica: a stateful Philox draw that advances ``rng_state``.
-        A stateless draw (``keras.random.normal``) is as random but, inside an
-        XLA-compiled training step on CPU, costs about 1 ms a step for 128×20 values (a
-        quarter of the dense VAE's step, measured for benchmarks/throughput.py); this op
-        costs next to nothing there.
-
-        Under several ``tf.distribute`` replicas each replica gets its own draw: the state
-        is the same on every replica, so without folding in the replica id the i-th image
-        of every replica's share would get the same ε.
-
-        On other backends: ``keras.random.normal`` with the layer's ``SeedGenerator``,
-        whose state the backend's trainer carries through its compiled steps.
-        """
-        if not on_tensorflow():
-            return keras.random.normal(shape, dtype=self.compute_dtype,
-                                       seed=self.seed_generator)
-        import tensorflow as tf
-
-        if replicas_in_sync() == 1:
-            return tf.raw_ops.StatefulStandardNormalV2(
-                resource=self.rng_state.value.handle, algorithm=PHILOX, shape=shape,
-                dtype=self.compute_dtype,
-            )
-        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
-        seed = tf.random.experimental.stateless_fold_in(
-            tf.cast(self.seed_generator.next(), tf.int32), replica
-        )
-        return tf.random.stateless_normal(shape, seed=seed, dtype=self.compute_dtype)
+        """ε ~ N(0, I), from the layer's own random state (:func:`draw_random`)."""
+        return draw_random("normal", shape, self.compute_dtype, self.rng_state,
+                           self.seed_generator)
 
     def compute_output_shape(self, input_shape):
         return input_shape[0]

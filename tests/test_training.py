@@ -135,8 +135,9 @@ def test_xla_is_on_by_default_only_where_it_was_measured_faster():
         return training.speed_options(make_config(model, "tiny", **overrides))["jit_compile"]
 
     assert jit("vae") and jit("stacked")
-    assert not jit("denoising")  # XLA's random masks make its step ~8x slower
-    assert not jit("vae", jit_compile=False) and jit("denoising", jit_compile=True)
+    assert jit("denoising")  # its noise layers draw from their own state, cheap under XLA
+    assert not jit("vae", jit_compile=False) and not jit("denoising", jit_compile=False)
+    assert jit("conv", jit_compile=True)
     with tf.distribute.OneDeviceStrategy("/cpu:0").scope():
         assert not jit("vae")  # one device per replica: not compiled under a strategy
     with pytest.raises(ValueError, match="jit compile"):
