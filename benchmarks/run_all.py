@@ -53,6 +53,8 @@ BENCHMARKS = {
     "homl_zoo": (["--full"], ["--quick", "--families", "stacked"]),
     "vs_pytorch": ([], ["--quick", "--without-torch-if-missing"]),
     "compile_cache": ([], ["--quick"]),
+    "recurrent_levers": ([], ["--quick"]),
+    "denoising_noise": ([], ["--quick"]),
 }
 
 
