@@ -101,9 +101,9 @@ def main(argv=None) -> int:
     import keras
 
     from hml_vae.config import make_config
-    from hml_vae.data import load_dataset, make_pipeline
+    from hml_vae.data import load_dataset
     from hml_vae.evaluation import likelihood_terms
-    from hml_vae.training import build_and_compile
+    from hml_vae.training import build_and_compile, fit_arguments, make_training_data
 
     # Bernoulli decoder on dynamically binarized training images, one static
     # binarization of the test images (what the likelihood is measured on).
@@ -114,8 +114,9 @@ def main(argv=None) -> int:
     config = config.for_images(data.image_shape)
     keras.utils.set_random_seed(config.seed)
     models = build_and_compile(config)
-    models.whole.fit(make_pipeline(data.train.images, 128, shuffle=True, binarize="dynamic"),
-                     epochs=args.epochs, verbose=0, shuffle=False)
+    train, _ = make_training_data(config, data)  # as scripts/train.py trains
+    models.whole.fit(**fit_arguments(models.whole, train), epochs=args.epochs, verbose=0,
+                     shuffle=False)
     images = data.test.images[: args.images]
 
     loop_images = images[: args.loop_images]

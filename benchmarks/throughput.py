@@ -159,9 +159,8 @@ def run_keras(train, test, epochs: int, seed: int, speed: dict) -> dict:
     import keras
 
     from hml_vae.config import make_config
-    from hml_vae.data import make_pipeline
     from hml_vae.evaluation import likelihood_terms
-    from hml_vae.training import build_and_compile, fit_arguments, speed_options
+    from hml_vae.training import TrainingPipeline, build_and_compile, fit_arguments, speed_options
 
     # The PyTorch recipe's Bernoulli decoder on gray pixels (the vae family's default
     # preset is the book's Gaussian one).
@@ -171,7 +170,7 @@ def run_keras(train, test, epochs: int, seed: int, speed: dict) -> dict:
     keras.utils.set_random_seed(seed)
     models = build_and_compile(config)
     # As train.py trains: full batches only, so each epoch trains on 429 × 128 images.
-    pipeline = make_pipeline(train, 128, shuffle=True, seed=seed, full_batches=True)
+    pipeline = TrainingPipeline.of_arrays(train, 128, seed)
     times = []
 
     class Timer(keras.callbacks.Callback):
@@ -181,8 +180,8 @@ def run_keras(train, test, epochs: int, seed: int, speed: dict) -> dict:
         def on_epoch_end(self, epoch, logs=None):
             times.append(time.perf_counter() - self.started)
 
-    models.whole.fit(**fit_arguments(models.whole, pipeline), epochs=epochs, verbose=0,
-                     callbacks=[Timer()], shuffle=False)
+    models.whole.fit(**fit_arguments(models.whole, pipeline, callbacks=[Timer()]),
+                     epochs=epochs, verbose=0, shuffle=False)
     terms = likelihood_terms(models, test, iwae_samples=1, seed=seed)
     return {"epoch_seconds": times, "images_per_epoch": len(train) // 128 * 128,
             "test_neg_elbo_gray": float(np.mean(terms["neg_elbo"])),

@@ -97,8 +97,8 @@ def run_hml_vae(family: str, data, epochs: int, seed: int, precision: str) -> di
             times.append(time.perf_counter() - self.started[0])
             cpu_times.append(time.process_time() - self.started[1])
 
-    models.whole.fit(**fit_arguments(models.whole, train), epochs=epochs, verbose=0,
-                     callbacks=[Timer()], shuffle=False)
+    models.whole.fit(**fit_arguments(models.whole, train, callbacks=[Timer()]), epochs=epochs,
+                     verbose=0, shuffle=False)
     models = families.in_float32(config, models)
     images = data.valid.images
     if config.family.variational:
@@ -109,7 +109,7 @@ def run_hml_vae(family: str, data, epochs: int, seed: int, precision: str) -> di
     else:
         loss = float(np.mean((models.whole.predict(images, verbose=0) - images) ** 2))
     return {"epoch_seconds": times, "epoch_cpu_seconds": cpu_times,
-            "images_per_epoch": int(train.cardinality()) * config.batch_size,
+            "images_per_epoch": train.steps * config.batch_size,
             "valid_loss": loss}
 
 

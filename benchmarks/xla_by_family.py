@@ -48,7 +48,8 @@ def measure(families, data, rounds: int) -> dict:
         for jit_compile in (True, False):
             config = make_config(family, jit_compile=jit_compile).for_images(data.image_shape)
             models = training.build_and_compile(config)
-            train, _ = training.make_training_data(config, data)
+            train = training.make_training_data(config, data)[0].build(first_epoch=0,
+                                                                         epochs=1)
             results = {"first_epoch": timed_fit(models.whole, train), "epochs": []}
             trainers[(family, "xla" if jit_compile else "no_xla")] = (models.whole, train,
                                                                       results)

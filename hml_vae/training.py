@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
@@ -89,32 +91,89 @@ def execution_steps(steps_per_epoch: int, wanted: int) -> int:
                if steps_per_epoch % steps == 0)
 
 
-def fit_arguments(model: keras.Model, train, valid=None) -> dict:
-    """``model.fit`` data arguments that, when they can, keep one iterator per pipeline.
+@dataclasses.dataclass(frozen=True)
+class TrainingPipeline:
+    """A training pipeline that can start at any epoch.
+
+    Attributes:
+        build: ``build(first_epoch=..., epochs=...)`` -> a ``tf.data`` pipeline of ``epochs``
+            epochs (None: endless) from ``first_epoch`` (an int, or an int64
+            ``tf.Variable`` read when an iteration starts), each epoch's order and binary
+            draws fixed by the run's seed and the epoch's index
+            (:func:`hml_vae.data.make_pipeline`).
+        steps: batches per epoch.
+    """
+
+    build: Callable
+    steps: int
+
+    @classmethod
+    def of_arrays(cls, images: np.ndarray, batch_size: int, seed: int,
+                  binarize: str = "none") -> TrainingPipeline:
+        """Shuffled full batches of in-memory arrays (N, ...)."""
+        return cls(functools.partial(data_lib.make_pipeline, images, batch_size, shuffle=True,
+                                     seed=seed, binarize=binarize, full_batches=True),
+                   data_lib.batch_count(len(images), batch_size, full_batches=True))
+
+
+class EpochIndex(keras.callbacks.Callback):
+    """The epoch ``fit`` is at, in a variable that a pipeline reads when an iteration
+    starts: set in ``on_epoch_begin``, before ``fit`` makes the epoch's iterator (or, for
+    one iterator over every epoch, the first one's), so a resumed fit starts its data at
+    the epoch it resumes."""
+
+    def __init__(self):
+        super().__init__()
+        import tensorflow as tf
+
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch_index")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch.assign(epoch)
+
+
+def fit_arguments(model: keras.Model, train: TrainingPipeline, valid=None,
+                  callbacks=()) -> dict:
+    """``model.fit`` arguments that read each epoch's own batches, whichever epoch ``fit``
+    starts at (a resumed run), and keep, when they can, one iterator for the whole fit.
 
     ``fit`` otherwise makes a new iterator of each pipeline every epoch, and in TF 2.21
     deleting a tf.data iterator takes ~0.17 s whatever the data set, up to 0.65 s of an
-    epoch inside ``fit`` (benchmarks/throughput.py). Repeated pipelines with a fixed
-    number of steps are read by one iterator from the first epoch to the last, each epoch
-    still reshuffled.
+    epoch inside ``fit`` (benchmarks/throughput.py). So one iterator reads an endless
+    stream of epochs from the one ``fit`` starts at, ``steps`` batches an epoch.
 
-    Keras 3.15 runs whole executions of ``steps_per_execution`` steps, so on a repeated
-    pipeline an execution that straddled the end of an epoch would train on the next
-    epoch's batches. The steps per execution become the largest divisor of the epoch's
-    steps up to the compiled number (429 steps, 32 wanted: 13); when that divisor is below
-    a quarter of the wanted number (1,718 steps: 2), the pipelines are passed as they are.
+    Keras 3.15 runs whole executions of ``steps_per_execution`` steps, so an execution
+    that straddled the end of an epoch would train on the next epoch's batches. The steps
+    per execution become the largest divisor of the epoch's steps up to the compiled
+    number (429 steps, 32 wanted: 13). When that divisor is below a quarter of the wanted
+    number (1,718 steps: 2; tiny executions cost more than new iterators), each epoch is
+    a pipeline of its own, iterated anew by ``fit``, and its last execution is cut short
+    where its data end.
+
+    Either way the pipeline's first epoch is an :class:`EpochIndex` variable that ``fit``
+    sets at the start of each epoch, before it makes that epoch's iterator: the batches of
+    epoch e are those of epoch e of an uninterrupted run.
 
     Args:
         model: compiled, not yet trained (its steps per execution may be lowered).
-        train, valid: pipelines of known length.
+        train: the training data.
+        valid: a validation pipeline of known length (not shuffled), or None.
+        callbacks: the fit's other callbacks.
+
+    Returns:
+        ``x``, ``callbacks`` and, for one iterator, ``steps_per_epoch``; the validation
+        arguments when ``valid`` is given.
     """
-    steps = int(train.cardinality())
+    epoch = EpochIndex()
+    arguments = {"callbacks": [epoch, *callbacks]}
     wanted = model.steps_per_execution
-    divisor = execution_steps(steps, wanted)
+    divisor = execution_steps(train.steps, wanted)
     if divisor < max(1, wanted // 4):
-        return {"x": train, "validation_data": valid}
+        return {**arguments, "x": train.build(first_epoch=epoch.epoch, epochs=1),
+                "validation_data": valid}
     model.steps_per_execution = divisor
-    arguments = {"x": train.repeat(), "steps_per_epoch": steps}
+    arguments.update(x=train.build(first_epoch=epoch.epoch, epochs=None),
+                     steps_per_epoch=train.steps)
     if valid is not None:
         arguments.update(validation_data=valid.repeat(),
                          validation_steps=int(valid.cardinality()))
@@ -122,21 +181,29 @@ def fit_arguments(model: keras.Model, train, valid=None) -> dict:
 
 
 def make_training_data(config: Config, data, replicas: int = 1):
-    """The training and validation pipelines for ``model.fit``.
+    """The training data and the validation pipeline for ``model.fit``.
 
     Training batches are all full: each epoch leaves out a different few (< batch_size) of
     the shuffled training images, so an XLA-compiled step sees one batch shape. Validation
     uses every image. Under a strategy the batches are global and sharded by DATA, and a
     last validation batch too small to give every replica an image joins the one before.
+
+    Returns:
+        (a :class:`TrainingPipeline`, the validation pipeline).
     """
     def options(dataset):
         return dataset.with_options(distribute.distribute_options()) if replicas > 1 else dataset
 
-    train = data.train.pipeline(config.batch_size, shuffle=True, seed=config.seed,
-                                binarize=config.binarize, full_batches=True)
+    def build(first_epoch, epochs):
+        return options(data.train.pipeline(
+            config.batch_size, shuffle=True, seed=config.seed, binarize=config.binarize,
+            full_batches=True, first_epoch=first_epoch, epochs=epochs))
+
+    train = TrainingPipeline(build, data_lib.batch_count(len(data.train), config.batch_size,
+                                                         full_batches=True))
     valid = distribute.with_replica_sized_batches(
         data.valid.pipeline(config.batch_size), len(data.valid), config.batch_size, replicas)
-    return options(train), options(valid)
+    return train, options(valid)
 
 
 def verbosity() -> int:
@@ -183,17 +250,18 @@ class Trainer:
     def fit(self, model: keras.Model, train, valid, epochs: int, stage: str | None = None,
             callbacks=(), images: EpochImages | None = None) -> dict:
         """``model.fit`` of one stage with the writer's callbacks; returns its history.
-        ``images``: what TensorBoard shows after each epoch (none when None)."""
+        ``train``: a :class:`TrainingPipeline`; ``valid``: a pipeline; ``images``: what
+        TensorBoard shows after each epoch (none when None)."""
         if images is not None and not distribute.in_strategy_scope():
             # Before the writer's checkpoint, so an epoch's images are written with it.
             # Not under a strategy: calling the model between epochs would run it in the
             # cross-replica context, where Sampling cannot draw from its distributed state.
             callbacks = [*callbacks, ImageLogger(self.writer.log_dir(stage) / "images", images)]
         history = model.fit(
-            **fit_arguments(model, train, valid), epochs=epochs,
             # Family callbacks first: what they add to the logs (β) reaches the history.
-            callbacks=[*callbacks, *self.writer.callbacks(stage),
-                       *early_stopping(self.config)],
+            **fit_arguments(model, train, valid, callbacks=[
+                *callbacks, *self.writer.callbacks(stage), *early_stopping(self.config)]),
+            epochs=epochs,
             shuffle=False,  # the pipeline shuffles, with the run's seed
             verbose=verbosity(),
         )
@@ -210,8 +278,7 @@ class Trainer:
                    stage: str | None = None, images: EpochImages | None = None) -> dict:
         """Fits ``model`` to reconstruct in-memory feature arrays (N, features)."""
         config = self.config
-        train = data_lib.make_pipeline(inputs, config.batch_size, shuffle=True,
-                                       seed=config.seed, full_batches=True)
+        train = TrainingPipeline.of_arrays(inputs, config.batch_size, config.seed)
         valid = distribute.with_replica_sized_batches(
             data_lib.make_pipeline(valid_inputs, config.batch_size), len(valid_inputs),
             config.batch_size, self.replicas)

@@ -205,6 +205,13 @@ def batches(pipeline):
     return [x.numpy() for x, _ in pipeline]
 
 
+def epochs(pipeline, count: int = 2):
+    """The batches of a pipeline of ``count`` epochs, one list per epoch."""
+    every = batches(pipeline)
+    per_epoch = len(every) // count
+    return [every[start : start + per_epoch] for start in range(0, len(every), per_epoch)]
+
+
 def test_pipeline_batches_shapes_and_range():
     images = data_lib.load_dataset("fashion_mnist", limit=300).train.images
     pipeline = data_lib.make_pipeline(images, batch_size=128)
@@ -220,10 +227,11 @@ def test_pipeline_batches_shapes_and_range():
 
 def test_shuffling_is_fixed_by_the_seed_and_changes_each_epoch():
     images = data_lib.load_dataset("fashion_mnist", limit=300).train.images
-    first = data_lib.make_pipeline(images, 64, shuffle=True, seed=1)
+    first = data_lib.make_pipeline(images, 64, shuffle=True, seed=1, epochs=2)
     second = data_lib.make_pipeline(images, 64, shuffle=True, seed=1)
     other = data_lib.make_pipeline(images, 64, shuffle=True, seed=2)
-    epoch_one, epoch_two = batches(first), batches(first)
+    assert len(first) == 2 * 5
+    epoch_one, epoch_two = epochs(first)
     np.testing.assert_array_equal(epoch_one[0], batches(second)[0])
     assert not np.array_equal(epoch_one[0], epoch_two[0])
     assert not np.array_equal(epoch_one[0], batches(other)[0])
@@ -231,10 +239,39 @@ def test_shuffling_is_fixed_by_the_seed_and_changes_each_epoch():
                                   np.sort(images.ravel()))
 
 
+@pytest.mark.parametrize("binarize", ["none", "dynamic"])
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_a_pipeline_started_at_epoch_e_reads_epoch_e_of_one_started_at_zero(shuffle,
+                                                                           binarize):
+    """Order and binary draws are a function of (seed, epoch), not of how many epochs a
+    pipeline (or an iterator) read before: what a resumed run relies on."""
+    import tensorflow as tf
+
+    images = data_lib.load_dataset("fashion_mnist", limit=300).train.images  # 4 × 64 + 44
+    arguments = {"batch_size": 64, "shuffle": shuffle, "seed": 7, "binarize": binarize,
+                 "full_batches": True}
+    from_zero = epochs(data_lib.make_pipeline(images, epochs=5, **arguments), 5)
+    assert not np.array_equal(np.concatenate(from_zero[2]), np.concatenate(from_zero[3])) \
+        or (not shuffle and binarize == "none")
+    epoch = tf.Variable(0, dtype=tf.int64)
+    read_from_variable = data_lib.make_pipeline(images, first_epoch=epoch, **arguments)
+    for first in (3, 2):
+        started_later = batches(data_lib.make_pipeline(images, first_epoch=first, **arguments))
+        assert len(started_later) == len(from_zero[first]) == 4
+        for later, straight in zip(started_later, from_zero[first], strict=True):
+            np.testing.assert_array_equal(later, straight)
+        endless = data_lib.make_pipeline(images, first_epoch=first, epochs=None, **arguments)
+        assert endless.cardinality() == tf.data.INFINITE_CARDINALITY
+        np.testing.assert_array_equal(batches(endless.take(5))[4], from_zero[first + 1][0])
+        epoch.assign(first)  # read when an iteration starts
+        np.testing.assert_array_equal(np.concatenate(batches(read_from_variable)),
+                                      np.concatenate(from_zero[first]))
+
+
 def test_dynamic_binarization_redraws_every_epoch():
     images = data_lib.load_dataset("fashion_mnist", limit=256).train.images
-    pipeline = data_lib.make_pipeline(images, 256, seed=5, binarize="dynamic")
-    epoch_one, epoch_two = batches(pipeline)[0], batches(pipeline)[0]
+    pipeline = data_lib.make_pipeline(images, 256, seed=5, binarize="dynamic", epochs=2)
+    epoch_one, epoch_two = batches(pipeline)
     assert set(np.unique(epoch_one)) == {0.0, 1.0}
     assert 0.05 < np.mean(epoch_one != epoch_two) < 0.5
     again = batches(data_lib.make_pipeline(images, 256, seed=5, binarize="dynamic"))[0]
@@ -244,10 +281,11 @@ def test_dynamic_binarization_redraws_every_epoch():
 
 def test_full_batches_leave_out_a_different_remainder_each_epoch():
     images = data_lib.load_dataset("fashion_mnist", limit=300).train.images  # 4 × 64 + 44
-    pipeline = data_lib.make_pipeline(images, 64, shuffle=True, seed=1, full_batches=True)
-    epoch_one, epoch_two = np.concatenate(batches(pipeline)), np.concatenate(batches(pipeline))
+    pipeline = data_lib.make_pipeline(images, 64, shuffle=True, seed=1, full_batches=True,
+                                      epochs=2)
+    epoch_one, epoch_two = (np.concatenate(epoch) for epoch in epochs(pipeline))
     assert len(epoch_one) == len(epoch_two) == 4 * 64
-    assert [len(batch) for batch in batches(pipeline)] == [64] * 4
+    assert [len(batch) for batch in batches(pipeline)] == [64] * 8
     assert not np.array_equal(np.sort(epoch_one.ravel()), np.sort(epoch_two.ravel()))
     in_order = data_lib.make_pipeline(images, 64, full_batches=True)
     np.testing.assert_array_equal(np.concatenate(batches(in_order)), images[: 4 * 64])
@@ -300,16 +338,17 @@ def test_streamed_split_reads_the_same_images_in_the_same_order(memory_and_strea
 
 def test_streamed_pipeline_shuffles_like_the_in_memory_one(memory_and_streamed):
     memory, streamed = memory_and_streamed
-    from_memory = memory.train.pipeline(128, shuffle=True, seed=4)
-    from_stream = streamed.train.pipeline(128, shuffle=True, seed=4)
-    assert len(from_stream) == len(from_memory) == 8
-    first, second = np.concatenate(batches(from_stream)), np.concatenate(batches(from_stream))
+    from_memory = memory.train.pipeline(128, shuffle=True, seed=4, epochs=2)
+    from_stream = streamed.train.pipeline(128, shuffle=True, seed=4, epochs=2)
+    assert len(from_stream) == len(from_memory) == 2 * 8
+    first, second = (np.concatenate(epoch) for epoch in epochs(from_stream))
     assert not np.array_equal(first, second)  # a new order each epoch
     for epoch in (first, second):  # the same images each epoch
         np.testing.assert_array_equal(np.sort(epoch.reshape(len(epoch), -1), axis=0),
                                       np.sort(memory.train.images.reshape(1_000, -1), axis=0))
     # An index permutation either way: the very same order, epoch by epoch.
-    np.testing.assert_array_equal(first, np.concatenate(batches(from_memory)))
+    np.testing.assert_array_equal(np.concatenate(batches(from_stream)),
+                                  np.concatenate(batches(from_memory)))
 
 
 def test_streamed_full_batches_drop_the_remainder(memory_and_streamed):
@@ -342,8 +381,8 @@ def test_streamed_dynamic_binarization_redraws_training_images_only():
                                     streaming="stream")
     assert len(np.unique(dataset.train.head(256)[0])) > 2  # gray: redrawn by the pipeline
     assert set(np.unique(dataset.valid.images)) == {0.0, 1.0}  # drawn once
-    pipeline = dataset.train.pipeline(256, seed=5, binarize="dynamic")
-    epoch_one, epoch_two = batches(pipeline)[0], batches(pipeline)[0]
+    pipeline = dataset.train.pipeline(256, seed=5, binarize="dynamic", epochs=2)
+    epoch_one, epoch_two = batches(pipeline)
     assert set(np.unique(epoch_one)) == {0.0, 1.0}
     assert 0.05 < np.mean(epoch_one != epoch_two) < 0.5
 

@@ -341,9 +341,10 @@ def test_streamed_folder_reads_the_same_images_in_the_same_order(folder_both_way
 
 def test_streamed_folder_pipeline_has_the_same_images_every_epoch(folder_both_ways):
     memory, streamed = folder_both_ways
-    pipeline = streamed.train.pipeline(4, shuffle=True, seed=2)
-    assert len(pipeline) == 5  # 17 images
-    first, second = epoch(pipeline), epoch(pipeline)
+    pipeline = streamed.train.pipeline(4, shuffle=True, seed=2, epochs=2)
+    assert len(pipeline) == 2 * 5  # 17 images
+    both = epoch(pipeline)
+    first, second = both[:17], both[17:]
     assert not np.array_equal(first, second)
     np.testing.assert_array_equal(rows(first), rows(memory.train.images))
     np.testing.assert_array_equal(rows(second), rows(memory.train.images))
@@ -501,8 +502,11 @@ def test_streamed_tfds_matches_memory(prepared_tfds, monkeypatch, name):
                                    getattr(memory, split).images, atol=1e-6)
         np.testing.assert_array_equal(getattr(streamed, split).labels,
                                       getattr(memory, split).labels)
-    shuffled = streamed.train.pipeline(8, shuffle=True, seed=3)
-    first, second = epoch(shuffled), epoch(shuffled)
+    shuffled = streamed.train.pipeline(8, shuffle=True, seed=3, epochs=2)
+    both = epoch(shuffled)
+    first, second = both[: len(both) // 2], both[len(both) // 2 :]
+    later = epoch(streamed.train.pipeline(8, shuffle=True, seed=3, first_epoch=1))
+    np.testing.assert_array_equal(later, second)  # the shuffle buffer is seeded by the epoch
     assert not np.array_equal(first, second)
     np.testing.assert_allclose(rows(first), rows(memory.train.images), atol=1e-6)
     np.testing.assert_allclose(rows(second), rows(memory.train.images), atol=1e-6)

@@ -167,10 +167,10 @@ def test_each_epoch_trains_its_own_steps_with_one_iterator_per_pipeline():
     # 37 steps (a prime): new iterators each epoch, 32 steps a call; 48 steps: 24 a call.
     for steps, executions in ((37, None), (48, 24)):
         models = training.build_and_compile(config)
-        train = data_lib.make_pipeline(images[: steps * 64 + 10], 64, shuffle=True,
-                                       full_batches=True)
+        train = training.TrainingPipeline.of_arrays(images[: steps * 64 + 10], 64, seed=1)
         valid = data_lib.make_pipeline(images[:300], 64)
         arguments = training.fit_arguments(models.whole, train, valid)
+        assert train.steps == steps
         assert arguments.get("steps_per_epoch") == (executions and steps)
         assert models.whole.steps_per_execution == (executions or 32)
         models.whole.fit(**arguments, epochs=2, verbose=0)
@@ -178,13 +178,40 @@ def test_each_epoch_trains_its_own_steps_with_one_iterator_per_pipeline():
     assert training.execution_steps(429, 32) == 13 and training.execution_steps(1718, 32) == 2
 
 
-# Fails today, from epoch 2 on (loss 540.34 against 540.45 uninterrupted, every weight
-# differs): the training pipeline is rebuilt in the resumed process, and its per-epoch keys
-# (data.pipeline.epoch_permutations and _redraw_each_batch: Dataset.random with
-# rerandomize_each_iteration) start again from the first epoch's, so the resumed epoch 2
-# replays epoch 1's order and binarization. Strict: the test must pass once that is fixed.
-@pytest.mark.xfail(strict=True, reason="a resumed run replays epoch 1's data order and "
-                   "binary draws (the pipeline's per-epoch keys restart)")
+@pytest.mark.parametrize("steps", [11, 12])  # 11: a pipeline per epoch; 12: one for all
+def test_a_fit_resumed_at_an_epoch_trains_on_that_epochs_batches(steps):
+    """Epoch 1 fitted on its own, after epoch 0, ends where two epochs fitted at once end:
+    the data of epoch 1 (order and dynamic binary draws) do not depend on where fit
+    started, whether fit reads one iterator or makes one each epoch."""
+    images = load_dataset(limit=1_000).train.images[: steps * 16 + 5].reshape(-1, 784)
+
+    def model():
+        keras.utils.set_random_seed(5)
+        whole = keras.Sequential([keras.Input((784,)), keras.layers.Dense(8),
+                                  keras.layers.Dense(784, activation="sigmoid")])
+        whole.compile(optimizer=keras.optimizers.Adam(0.01), loss="binary_crossentropy",
+                      steps_per_execution=8)
+        return whole
+
+    def fit(whole, initial_epoch, epochs):  # a new pipeline, as in a resumed process
+        train = training.TrainingPipeline.of_arrays(images, 16, seed=3, binarize="dynamic")
+        arguments = training.fit_arguments(whole, train)
+        assert ("steps_per_epoch" in arguments) == (steps == 12)
+        whole.fit(**arguments, epochs=epochs, initial_epoch=initial_epoch, verbose=0,
+                  shuffle=False)
+
+    straight, resumed, first_epoch_only = model(), model(), model()
+    fit(straight, 0, 2)
+    fit(resumed, 0, 1)
+    fit(first_epoch_only, 0, 1)
+    fit(resumed, 1, 2)
+    assert int(resumed.optimizer.iterations) == 2 * steps
+    for first, second, one in zip(straight.weights, resumed.weights, first_epoch_only.weights,
+                                  strict=True):
+        np.testing.assert_array_equal(np.array(second), np.array(first), err_msg=first.path)
+        assert not np.array_equal(np.array(one), np.array(first))  # epoch 1 did train
+
+
 def test_a_run_interrupted_mid_training_resumes_to_the_uninterrupted_state(tmp_path,
                                                                             monkeypatch):
     """SIGINT in epoch 1 of 3 stops the run after that epoch's checkpoint; the same command

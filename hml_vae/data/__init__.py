@@ -90,7 +90,7 @@ from hml_vae.data.loading import (
     load_for_config,
     stream_threshold,
 )
-from hml_vae.data.pipeline import binarize_static, make_pipeline
+from hml_vae.data.pipeline import batch_count, binarize_static, make_pipeline
 
 # The name hml_vae.config and the scripts import today; IDX_DATASETS is the new name, as
 # "dataset" now also takes any tensorflow-datasets name.
@@ -119,6 +119,7 @@ __all__ = [
     "DataError",
     "Dataset",
     "Split",
+    "batch_count",
     "binarize_static",
     "load_dataset",
     "load_for_config",

@@ -113,18 +113,20 @@ class Split:
         yield from dataset.as_numpy_iterator()
 
     def pipeline(self, batch_size: int, shuffle: bool = False, seed: int = 42,
-                 binarize: str = "none", full_batches: bool = False):
+                 binarize: str = "none", full_batches: bool = False, first_epoch=0,
+                 epochs: int | None = 1):
         """A ``tf.data`` pipeline of ``(x, x)`` batches with a known length, for ``fit``.
 
         In memory this is :func:`make_pipeline`; streamed, the images are read, shuffled
         and batched on the fly (:func:`hml_vae.data.pipeline.stream_pipeline`). The
         arguments mean the same in both cases.
         """
+        arguments = {"shuffle": shuffle, "seed": seed, "binarize": binarize,
+                     "full_batches": full_batches, "first_epoch": first_epoch,
+                     "epochs": epochs}
         if self._stream is None:
-            return make_pipeline(self._images, batch_size, shuffle=shuffle, seed=seed,
-                                 binarize=binarize, full_batches=full_batches)
-        return stream_pipeline(self._stream, batch_size, shuffle=shuffle, seed=seed,
-                               binarize=binarize, full_batches=full_batches)
+            return make_pipeline(self._images, batch_size, **arguments)
+        return stream_pipeline(self._stream, batch_size, **arguments)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,8 +1,17 @@
-"""tf.data pipelines of (x, x) batches for autoencoder training, and binarization."""
+"""tf.data pipelines of (x, x) batches for autoencoder training, and binarization.
+
+A training pipeline is a stream of epochs: epoch ``e``'s order and binary draws are a pure
+function of ``(seed, e)``, and the epoch index is an element of the stream. So a run
+resumed at epoch ``e`` reads exactly the batches an uninterrupted run reads in its epoch
+``e``, however often ``fit`` creates iterators.
+"""
 
 from __future__ import annotations
 
 import numpy as np
+
+# What a stateless key is for: keys of different uses never coincide.
+_ORDER, _BINARIZE, _SHUFFLE_BUFFER = 1, 2, 3
 
 
 def binarize_static(images: np.ndarray, seed: int) -> np.ndarray:
@@ -32,50 +41,81 @@ def binarize_by_key(image, key, seed: int):
     return tf.cast(noise < image, tf.float32)
 
 
-def epoch_permutations(count: int, seed: int):
-    """A ``tf.data`` dataset of the indices 0..count-1, in a new order each epoch.
+def epoch_key(seed: int, use: int, *indices):
+    """A stateless random seed (int64 (2,)) that is a pure function of ``seed``, the key's
+    ``use`` and ``indices`` (the epoch, then the batch): the same in every process."""
+    import tensorflow as tf
 
-    One random integer per epoch, new every epoch but fixed by ``seed``, keys a stateless
-    permutation: shuffling indices rather than images costs no buffer memory.
+    key = tf.constant([seed, use], tf.int64)
+    for index in indices:
+        key = tf.random.experimental.stateless_fold_in(key, tf.cast(index, tf.int64))
+    return key
+
+
+def epoch_order(count: int, seed: int, epoch):
+    """The indices 0..count-1 (int32) in epoch ``epoch``'s order, fixed by ``seed``.
+
+    Shuffling indices rather than images costs no buffer memory.
     """
     import tensorflow as tf
 
-    keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
-
-    def permutation(key):
-        order = tf.random.experimental.stateless_shuffle(
-            tf.range(count), seed=tf.stack([key, 1]))  # [key, 0] binarizes
-        return tf.data.Dataset.from_tensor_slices(order)
-
-    return keys.flat_map(permutation)
+    return tf.random.experimental.stateless_shuffle(tf.range(count),
+                                                    seed=epoch_key(seed, _ORDER, epoch))
 
 
-def _redraw_each_batch(dataset, seed: int):
-    """Dynamic binarization: fresh binary pixels for every batch of every epoch.
+def shuffle_buffer_seed(seed: int, epoch):
+    """The seed of a shuffle buffer in epoch ``epoch`` (for sources read in order)."""
+    import tensorflow as tf
 
-    One random integer per batch, new every epoch but fixed by the seed, keys a stateless
-    draw: reproducible runs whose binary images change each epoch.
+    # One number drawn from the key: the key's own elements do not each depend on both
+    # the seed and the epoch.
+    return tf.random.stateless_uniform([], epoch_key(seed, _SHUFFLE_BUFFER, epoch),
+                                       minval=None, maxval=None, dtype=tf.int64)
+
+
+def epoch_indices(first_epoch=0, epochs: int | None = 1):
+    """A ``tf.data`` dataset of epoch indices: ``first_epoch``, ``first_epoch + 1``, ...
+
+    Args:
+        first_epoch: an int, or an int64 ``tf.Variable`` read when an iteration starts
+            (how ``fit`` tells a pipeline the epoch it is at: :mod:`hml_vae.training`).
+        epochs: how many; None: endless.
     """
     import tensorflow as tf
 
-    keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    # Read in the dataset's own function, so a variable is read when an iteration starts.
+    start = tf.data.Dataset.from_tensors(0).map(
+        lambda _: tf.cast(tf.convert_to_tensor(first_epoch), tf.int64))
+    if epochs is None:
+        return start.flat_map(tf.data.Dataset.counter)
+    return start.flat_map(lambda first: tf.data.Dataset.range(first, first + epochs))
 
-    def draw(batch, key):
-        noise = tf.random.stateless_uniform(tf.shape(batch), seed=tf.stack([key, 0]))
-        return tf.cast(noise < batch, tf.float32)
 
-    return tf.data.Dataset.zip(dataset, keys).map(draw, num_parallel_calls=tf.data.AUTOTUNE)
+def _redraw(batch, epoch, index, seed: int):
+    """Dynamic binarization of one batch: fresh binary pixels keyed by (seed, epoch,
+    batch index), so reproducible runs whose binary images change each epoch."""
+    import tensorflow as tf
+
+    noise = tf.random.stateless_uniform(tf.shape(batch),
+                                        seed=epoch_key(seed, _BINARIZE, epoch, index))
+    return tf.cast(noise < batch, tf.float32)
 
 
-def _finish(dataset, batches: int):
+def _finish(dataset, batches: int, epochs: int | None):
     """(x, x) pairs, a length Keras can see, and prefetching."""
     import tensorflow as tf
 
     dataset = dataset.map(lambda x: (x, x))
     # Keras (and training's fit arguments) need the number of batches; tf.data cannot
     # infer it through flat_map or a streamed source.
-    dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
+    length = tf.data.INFINITE_CARDINALITY if epochs is None else batches * epochs
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(length))
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def batch_count(count: int, batch_size: int, full_batches: bool = False) -> int:
+    """Batches per epoch of ``count`` images (fewer images than one batch still give one)."""
+    return _batch_count(count, batch_size, full_batches)[0]
 
 
 def _batch_count(count: int, batch_size: int, full_batches: bool) -> tuple[int, bool]:
@@ -94,15 +134,20 @@ def make_pipeline(
     binarize: str = "none",
     image_shape: tuple[int, ...] | None = None,
     full_batches: bool = False,
+    first_epoch=0,
+    epochs: int | None = 1,
 ):
     """A ``tf.data`` pipeline of ``(x, x)`` batches from an in-memory array.
 
-    The images are held as one tensor and each batch is gathered from it by index:
-    shuffling permutes the indices (a new permutation each epoch, fixed by ``seed``)
-    rather than passing 55,000 single images through a shuffle buffer, which cost more
-    CPU than the dense VAE's training step can spare on 2 cores
-    (benchmarks/throughput.py). ``binarize="dynamic"`` draws fresh binary pixels every
-    epoch; ``"static"`` and ``"none"`` leave the images as they are.
+    The pipeline holds ``epochs`` epochs from ``first_epoch`` on. Each batch is gathered
+    from one tensor of the images by index: shuffling permutes the indices (each epoch
+    in its own order, fixed by ``seed`` and the epoch's index) rather than passing
+    55,000 single images through a shuffle buffer, which cost more CPU than the dense
+    VAE's training step can spare on 2 cores (benchmarks/throughput.py).
+    ``binarize="dynamic"`` draws fresh binary pixels for every batch of every epoch;
+    ``"static"`` and ``"none"`` leave the images as they are. Iterating the same pipeline
+    again reads the same epochs again: for ``fit``, build it with ``epochs`` (or the
+    epoch from a variable) as :func:`hml_vae.training.fit_arguments` does.
 
     Args:
         images: float32 (N, ...) in [0, 1], e.g. (N, 28, 28, 1).
@@ -114,47 +159,71 @@ def make_pipeline(
             sees one shape instead of two, which on CPU made every step ~2x slower and
             compiled it again in the second epoch (benchmarks/throughput.py). Shuffled,
             a different few images (< batch_size) are left out each epoch.
+        first_epoch: the index of the first epoch: an int, or an int64 ``tf.Variable``
+            read each time an iteration starts.
+        epochs: how many epochs the pipeline holds, one after the other; None: endless.
 
     Returns:
-        A ``tf.data.Dataset`` of ``(x, x)`` float32 batches with a known cardinality.
+        A ``tf.data.Dataset`` of ``(x, x)`` float32 batches with a known cardinality
+        (batches per epoch × ``epochs``, or infinite).
 
     Example:
         >>> train = make_pipeline(data.train.images, 128, shuffle=True, seed=42)
+        >>> epoch_three = make_pipeline(data.train.images, 128, shuffle=True, first_epoch=3)
     """
     import tensorflow as tf
 
     count = len(images)
-    batches, drop_remainder = _batch_count(count, batch_size, full_batches)
+    batches, _ = _batch_count(count, batch_size, full_batches)
     tensor = tf.constant(images if image_shape is None else images.reshape((-1, *image_shape)))
-    if shuffle:
-        dataset = epoch_permutations(count, seed).batch(batch_size, drop_remainder)
-        dataset = dataset.map(lambda indices: tf.gather(tensor, indices))
-    else:
-        end = count - count % batch_size if drop_remainder else count
-        dataset = tf.data.Dataset.range(0, end, batch_size).map(
-            lambda start: tensor[start : start + batch_size])
-    if binarize == "dynamic":
-        dataset = _redraw_each_batch(dataset, seed)
-    return _finish(dataset, batches)
+
+    def epoch_batches(epoch):  # -> (first image, indices or None, epoch, batch index)
+        order = epoch_order(count, seed, epoch) if shuffle else None
+
+        def batch(index):
+            start = tf.cast(index, tf.int32) * batch_size
+            return (start if order is None else order[start : start + batch_size]), epoch, index
+
+        return tf.data.Dataset.range(batches).map(batch)
+
+    def load(where, epoch, index):
+        images = (tensor[where : where + batch_size] if not shuffle
+                  else tf.gather(tensor, where))
+        return _redraw(images, epoch, index, seed) if binarize == "dynamic" else images
+
+    dataset = epoch_indices(first_epoch, epochs).flat_map(epoch_batches)
+    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+    return _finish(dataset, batches, epochs)
 
 
 def stream_pipeline(stream, batch_size: int, shuffle: bool = False, seed: int = 42,
-                    binarize: str = "none", full_batches: bool = False):
+                    binarize: str = "none", full_batches: bool = False, first_epoch=0,
+                    epochs: int | None = 1):
     """The streamed counterpart of :func:`make_pipeline`: images are read as they are used.
 
     Args:
         stream: a :class:`hml_vae.data.readers.Stream`.
-        batch_size, shuffle, seed, binarize, full_batches: as for :func:`make_pipeline`.
-            Shuffling draws a new order each epoch, fixed by ``seed``; sources that can
-            read any image directly (folders, arrays) shuffle exactly like
-            :func:`make_pipeline`, sequential ones (tensorflow-datasets) through a
-            bounded shuffle buffer.
+        batch_size, shuffle, seed, binarize, full_batches, first_epoch, epochs: as for
+            :func:`make_pipeline`. Shuffling gives each epoch its own order, fixed by
+            ``seed`` and the epoch's index; sources that can read any image directly
+            (folders, arrays) shuffle exactly like :func:`make_pipeline`, sequential ones
+            (tensorflow-datasets) through a bounded shuffle buffer.
 
     Returns:
         A ``tf.data.Dataset`` of ``(x, x)`` float32 batches with a known cardinality.
     """
+    import tensorflow as tf
+
     batches, drop_remainder = _batch_count(stream.count, batch_size, full_batches)
-    dataset = stream.images(shuffle=shuffle, seed=seed).batch(batch_size, drop_remainder)
-    if binarize == "dynamic":
-        dataset = _redraw_each_batch(dataset, seed)
-    return _finish(dataset, batches)
+    read_epoch = stream.epoch_images(shuffle=shuffle, seed=seed)
+
+    def epoch_batches(epoch):  # -> (batch, epoch, batch index)
+        return read_epoch(epoch).batch(batch_size, drop_remainder).enumerate().map(
+            lambda index, batch: (batch, epoch, index))
+
+    def finish(batch, epoch, index):
+        return _redraw(batch, epoch, index, seed) if binarize == "dynamic" else batch
+
+    dataset = epoch_indices(first_epoch, epochs).flat_map(epoch_batches)
+    dataset = dataset.map(finish, num_parallel_calls=tf.data.AUTOTUNE)
+    return _finish(dataset, batches, epochs)

@@ -20,7 +20,7 @@ import dataclasses
 import numpy as np
 
 from hml_vae.data.dataset import DataError
-from hml_vae.data.pipeline import binarize_by_key, epoch_permutations
+from hml_vae.data.pipeline import binarize_by_key, epoch_order, shuffle_buffer_seed
 
 # The smallest height and width an image may have (H, W >= 8 is part of the data contract).
 MIN_SIZE = 8
@@ -246,31 +246,48 @@ class Stream:
         """The same images, each binarized once with ``seed``."""
         return Stream(self._reader, self._indices, self._keys, static_seed=seed)
 
-    def images(self, shuffle: bool = False, seed: int = 42):
-        """A ``tf.data`` dataset of single float32 images, in split order or shuffled.
+    def images(self):
+        """A ``tf.data`` dataset of single float32 images, in split order."""
+        return self.epoch_images()(0)
 
-        Shuffled, each epoch has a new order fixed by ``seed``.
+    def epoch_images(self, shuffle: bool = False, seed: int = 42):
+        """A function from an epoch index (an int64 tensor) to a ``tf.data`` dataset of that
+        epoch's single float32 images, in split order or shuffled.
+
+        Shuffled, each epoch has its own order, a pure function of ``seed`` and the epoch's
+        index (:func:`hml_vae.data.pipeline.epoch_order` for sources that can read any
+        image directly; a shuffle buffer seeded by the epoch for sequential ones), so a
+        pipeline started at epoch e reads what one started earlier reads in epoch e.
         """
         import tensorflow as tf
 
         reader = self._reader
+        # Tensors and readers are made here, eagerly, and captured by the per-epoch
+        # function rather than embedded in its graph.
+        keys = tf.constant(self._keys)
         if reader.random_access:
-            indices, keys = tf.constant(self._indices), tf.constant(self._keys)
-            positions = (epoch_permutations(self.count, seed) if shuffle
-                         else tf.data.Dataset.range(self.count))
-            read = reader.lookup()
-            dataset = positions.map(
-                lambda p: (tf.gather(keys, p), read(tf.gather(indices, p))),
-                num_parallel_calls=tf.data.AUTOTUNE)
+            indices, read, count = tf.constant(self._indices), reader.lookup(), self.count
+
+            def images(epoch):
+                positions = (epoch_order(count, seed, epoch) if shuffle
+                             else tf.range(count))
+                return tf.data.Dataset.from_tensor_slices(positions).map(
+                    lambda p: (tf.gather(keys, p), read(tf.gather(indices, p))),
+                    num_parallel_calls=tf.data.AUTOTUNE)
         else:
-            keys = tf.data.Dataset.from_tensor_slices(self._keys)
-            dataset = tf.data.Dataset.zip(keys, reader.sequence(self._indices))
-            if shuffle:
-                image_bytes = 4 * int(np.prod(self.image_shape))
-                buffer = max(1, min(self.count, SHUFFLE_BUFFER_BYTES // image_bytes))
-                dataset = dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+            in_order = tf.data.Dataset.zip(tf.data.Dataset.from_tensor_slices(keys),
+                                           reader.sequence(self._indices))
+            image_bytes = 4 * int(np.prod(self.image_shape))
+            buffer = max(1, min(self.count, SHUFFLE_BUFFER_BYTES // image_bytes))
+
+            def images(epoch):
+                if not shuffle:
+                    return in_order
+                return in_order.shuffle(buffer, seed=shuffle_buffer_seed(seed, epoch))
+
         if self._static_seed is None:
-            return dataset.map(lambda key, image: image)
+            return lambda epoch: images(epoch).map(lambda key, image: image)
         seed_for_pixels = self._static_seed
-        return dataset.map(lambda key, image: binarize_by_key(image, key, seed_for_pixels),
-                           num_parallel_calls=tf.data.AUTOTUNE)
+        return lambda epoch: images(epoch).map(
+            lambda key, image: binarize_by_key(image, key, seed_for_pixels),
+            num_parallel_calls=tf.data.AUTOTUNE)
