@@ -2,9 +2,9 @@
 same layers: each speed lever measured against hml_vae's default, and each layer's
 forward + backward pass timed alone in TensorFlow and in PyTorch.
 
-    .venv/bin/python benchmarks/conv_levers.py                  # about 10 minutes
+    .venv/bin/python benchmarks/conv_levers.py --op-profile     # 5 variants: ~8 min
     .venv/bin/python benchmarks/conv_levers.py --quick          # under a minute: a smoke run
-    .venv/bin/python benchmarks/conv_levers.py --limit 8000 --epochs 3 --rounds 3
+    .venv/bin/python benchmarks/conv_levers.py --profile-steps 20 --variants default torch
 
 Every variant trains the book's recipe (``make_config("conv", "default")``: batch 32,
 Nadam 1e-3) for ``--epochs`` epochs on the first ``--limit`` training images, in a fresh
@@ -12,8 +12,9 @@ child process of its own (oneDNN is configured from the environment when TensorF
 imported, and PyTorch's and TensorFlow's thread pools slow each other down when they share
 a process). The variants run alternating, their order reversed every other round.
 
-Variants: ``default`` (as ``scripts/train.py`` trains), ``xla`` (``jit_compile=True``),
-``steps_1`` (``steps_per_execution=1``), ``onednn_off`` (``TF_ENABLE_ONEDNN_OPTS=0``),
+Variants (the first five by default): ``default`` (as ``scripts/train.py`` trains),
+``xla`` (``jit_compile=True``), ``steps_1`` (``steps_per_execution=1``), ``onednn_off``
+(``TF_ENABLE_ONEDNN_OPTS=0``),
 ``inter_op_1`` (``TF_NUM_INTEROP_THREADS=1``: one thread runs the graph's ops, each op
 still using the intra-op threads), ``batch_128`` (information only: the recipe's batch
 is 32) and ``torch`` (benchmarks/torch_mirrors.py's ``ConvAutoencoder``).
@@ -22,8 +23,10 @@ its speed over the default's in the same round, steady (median epoch 2..) and co
 first (compiling) epoch as a 10-epoch run would (first + 9 steady epochs); medians over
 the rounds.
 
-The layer profile times each layer's forward and backward pass at batch 32 (gradients of
-the inputs and weights of ``sum(y²)``), alternating a TensorFlow and a PyTorch child.
+The layer profile (``--profile-steps`` N > 0) times each layer's forward and backward pass
+at batch 32 (gradients of the inputs and weights of ``sum(y²)``), alternating a TensorFlow
+and a PyTorch child. ``--op-profile`` adds TensorFlow's profile of the default's training
+step inside ``fit``: op time per step by op type and by layer (forward or backward).
 
 Writes conv_levers.json and .md (``--quick``: conv_levers_quick) to --results-dir.
 """
@@ -32,10 +35,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import subprocess
 import sys
 import time
+from importlib.util import find_spec
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -60,13 +65,16 @@ VARIANTS = {
     "batch_128": ({"batch_size": 128}, {}),
     "torch": ({}, {}),
 }
+DEFAULT_VARIANTS = ("default", "xla", "steps_1", "onednn_off", "inter_op_1")
 BATCH = 32
 
 
 # --- Children: one variant's training run ------------------------------------------------
 
 
-def train_keras(overrides: dict, limit: int, epochs: int, seed: int) -> dict:
+def compiled_recipe(overrides: dict, limit: int, epochs: int, seed: int):
+    """(config, compiled models, ``fit`` data arguments, training steps per epoch) of the
+    book's recipe as ``scripts/train.py`` builds it, with ``overrides``."""
     import keras
 
     from hml_vae.config import make_config
@@ -79,7 +87,13 @@ def train_keras(overrides: dict, limit: int, epochs: int, seed: int) -> dict:
     keras.utils.set_random_seed(seed)
     models = build_and_compile(config)
     train, _ = make_training_data(config, data)
-    arguments = fit_arguments(models.whole, train)
+    return config, models, fit_arguments(models.whole, train), int(train.cardinality())
+
+
+def train_keras(overrides: dict, limit: int, epochs: int, seed: int) -> dict:
+    import keras
+
+    config, models, arguments, steps = compiled_recipe(overrides, limit, epochs, seed)
     times = []
 
     class Timer(keras.callbacks.Callback):
@@ -93,8 +107,46 @@ def train_keras(overrides: dict, limit: int, epochs: int, seed: int) -> dict:
     models.whole.fit(**arguments, epochs=epochs, verbose=0, callbacks=[Timer()],
                      shuffle=False)
     return {"epoch_seconds": times, "cpu_seconds": time.process_time() - cpu,
-            "images_per_epoch": int(train.cardinality()) * config.batch_size,
+            "images_per_epoch": steps * config.batch_size,
             "steps_per_execution": int(models.whole.steps_per_execution)}
+
+
+# The layers of build_conv, found in the names of the ops TensorFlow runs for them.
+LAYER_NAMES = re.compile(r"(encoder_conv_\d+|encoder_pool_\d+|coding_conv|coding|"
+                         r"decoder_dense|decoder_conv_transpose_\d+)")
+
+
+def op_profile(limit: int, seed: int) -> dict:
+    """Microseconds per training step of the default's ops, by TensorFlow's profiler, over
+    one epoch after a first (compiling) one: summed by op type and by layer and pass."""
+    import tempfile
+
+    import tensorflow as tf
+    from tensorflow.python.profiler.internal import _pywrap_profiler_plugin
+
+    _, models, arguments, steps = compiled_recipe({}, limit, 2, seed)
+    models.whole.fit(**arguments, epochs=1, verbose=0, shuffle=False)
+    with tempfile.TemporaryDirectory() as logdir:
+        tf.profiler.experimental.start(logdir)
+        models.whole.fit(**arguments, epochs=1, verbose=0, shuffle=False)
+        tf.profiler.experimental.stop()
+        path = str(next(Path(logdir).rglob("*.xplane.pb")))
+        table, _ = _pywrap_profiler_plugin.xspace_to_tools_data([path], "framework_op_stats")
+    table = json.loads(table)[0]
+    columns = [column["id"] for column in table["cols"]]
+    by_type, by_layer = {}, {}
+    for row in table["rows"]:
+        op = dict(zip(columns, (cell.get("v") if cell else None for cell in row["c"]),
+                      strict=True))
+        if op["type"] == "IDLE":
+            continue
+        layer = LAYER_NAMES.search(op["operation"])
+        key = (layer.group(1) if layer else "other") + (
+            " (backward)" if "gradient_tape" in op["operation"] else "")
+        microseconds = op["total_self_time"] / steps
+        by_type[op["type"]] = by_type.get(op["type"], 0.0) + microseconds
+        by_layer[key] = by_layer.get(key, 0.0) + microseconds
+    return {"steps": steps, "by_type": by_type, "by_layer": by_layer}
 
 
 def train_torch(limit: int, epochs: int, seed: int) -> dict:
@@ -208,6 +260,8 @@ def child(args) -> dict:
         return profile_tensorflow(args.profile_steps)
     if args.child == "profile_torch":
         return profile_torch(args.profile_steps)
+    if args.child == "op_profile":
+        return op_profile(args.limit, args.seed)
     if args.child == "torch":
         return train_torch(args.limit, args.epochs, args.seed)
     return train_keras(VARIANTS[args.child][0], args.limit, args.epochs, args.seed)
@@ -316,6 +370,8 @@ def to_markdown(report: dict) -> str:
             f"{row['median_speedup_cpu']:.2f}× ({cell(row['speedup_cpu'])}) |")
     if report["profile"]:
         lines += ["", *profile_table(report["profile"], protocol["profile_steps"])]
+    if report.get("op_profile"):
+        lines += ["", *op_profile_table(report["op_profile"])]
     return "\n".join(lines) + "\n"
 
 
@@ -344,14 +400,30 @@ def profile_table(profile: dict, steps: int) -> list[str]:
     return lines
 
 
+def op_profile_table(profile: dict, rows: int = 12) -> list[str]:
+    """Markdown lines of the op profile: the costliest op types and layers."""
+    busy = sum(profile["by_type"].values())
+    lines = [f"Op profile of the default (TensorFlow's profiler, {profile['steps']} steps): "
+             f"{busy:.0f} µs of op time per training step (summed over threads).", ""]
+    for title, table in (("op type", profile["by_type"]), ("layer", profile["by_layer"])):
+        lines += [f"| {title} | µs per step | share |", "|---|---|---|"]
+        for name, microseconds in sorted(table.items(), key=lambda item: -item[1])[:rows]:
+            lines.append(f"| {name} | {microseconds:.0f} | {microseconds / busy:.1%} |")
+        lines.append("")
+    return lines[:-1]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
-    parser.add_argument("--limit", type=int, default=8000, help="training images")
+    parser.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS),
+                        choices=VARIANTS)
+    parser.add_argument("--limit", type=int, default=2000, help="training images")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--profile-steps", type=int, default=20,
+    parser.add_argument("--profile-steps", type=int, default=0,
                         help="steps per layer of the layer profile (0: no profile)")
+    parser.add_argument("--op-profile", action="store_true",
+                        help="also profile the default's training step op by op (once)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true",
                         help="default and inter_op_1 on 128 images, 2 epochs, 1 round, a "
@@ -367,6 +439,9 @@ def main(argv=None) -> int:
             ["default", "inter_op_1"], 128, 2, 1, 3)
     if args.epochs < 2:
         parser.error("--epochs must be at least 2 (epoch 1 compiles; steady state is 2..)")
+    if (args.profile_steps or "torch" in args.variants) and find_spec("torch") is None:
+        parser.error("torch is not installed: pip install -r benchmarks/requirements.txt, "
+                     "or leave out the torch variant and the profile (--profile-steps 0)")
     variants = ["default", *(name for name in args.variants if name != "default")]
 
     machine = describe_machine()
@@ -391,6 +466,7 @@ def main(argv=None) -> int:
                      "environments": {name: VARIANTS[name][1] for name in variants}},
         "training": summarize_training(runs),
         "profile": summarize_profile(profiles) if profiles else {},
+        "op_profile": run_child("op_profile", args, args.seed) if args.op_profile else {},
         "runs": runs,
         "profiles": profiles,
     }
