@@ -426,8 +426,8 @@ def main(argv=None) -> int:
                         help="also profile the default's training step op by op (once)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true",
-                        help="default and inter_op_1 on 128 images, 2 epochs, 1 round, a "
-                        "3-step profile: checks that it runs")
+                        help="the default on 128 images, 2 epochs, 1 round, and a 3-step "
+                        "layer profile: checks that it runs")
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -436,7 +436,7 @@ def main(argv=None) -> int:
         return 0
     if args.quick:
         args.variants, args.limit, args.epochs, args.rounds, args.profile_steps = (
-            ["default", "inter_op_1"], 128, 2, 1, 3)
+            ["default"], 128, 2, 1, 3)
     if args.epochs < 2:
         parser.error("--epochs must be at least 2 (epoch 1 compiles; steady state is 2..)")
     if (args.profile_steps or "torch" in args.variants) and find_spec("torch") is None:
