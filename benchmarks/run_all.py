@@ -55,6 +55,7 @@ BENCHMARKS = {
     "compile_cache": ([], ["--quick"]),
     "recurrent_levers": ([], ["--quick"]),
     "denoising_noise": ([], ["--quick"]),
+    "conv_levers": (["--op-profile"], ["--quick"]),
 }
 
 

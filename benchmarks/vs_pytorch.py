@@ -10,13 +10,14 @@ optimizer and learning rate; the PyTorch modules mirror hml_vae's layers (same s
 activations, linear outputs, the VAE's likelihood and binarization as the recipe resolves
 them for the images).
 Each round trains a fresh model of every implementation for ``--epochs`` epochs on the
-same training images, alternating which goes first. Reported per run: seconds of every
-epoch, images per second in steady state (median of epochs 2..) and counting the first
-(compiling) epoch (all images over all the time), and the validation loss after the
-epochs, computed the same way on both sides: MSE per pixel for the autoencoders, −ELBO in
-nats per image for the VAE (a Bernoulli decoder's on the validation images binarized once
-with a fixed seed). Ratios are each hml_vae precision's images/s over each PyTorch
-implementation's, per round and the median over every round.
+same training images, alternating which goes first, each in a process of its own with
+hml_vae's persistent compile cache off (every first epoch compiles). Reported per run:
+seconds of every epoch, images per second in steady state (median of epochs 2..) and
+counting the first (compiling) epoch (all images over all the time), and the validation
+loss after the epochs, computed the same way on both sides: MSE per pixel for the
+autoencoders, −ELBO in nats per image for the VAE (a Bernoulli decoder's on the validation
+images binarized once with a fixed seed). Ratios are each hml_vae precision's images/s
+over each PyTorch implementation's, per round and the median over every round.
 
 Implementations: ``hml_vae`` (as ``scripts/train.py`` trains, float32: the default),
 ``hml_vae_bf16`` (``--precision mixed_bfloat16``), ``torch`` (float32) and ``torch_bf16``
@@ -32,7 +33,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
+import json
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -42,6 +45,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.machine import (  # noqa: E402
+    child_environment,
     describe_machine,
     finished,
     stamp_line,
@@ -189,6 +193,25 @@ def speed_with_compile(result: dict) -> float:
     return result["images_per_epoch"] * len(seconds) / sum(seconds)
 
 
+def run_in_child(implementation: str, family: str, epochs: int, seed: int,
+                 limit: int | None) -> dict:
+    """``run_one`` in a process of its own: TensorFlow's and PyTorch's thread pools never
+    share a process (in one, PyTorch measured several times slower), and every run
+    compiles its step from scratch (hml_vae's persistent compile cache off), as a first run
+    on a machine does."""
+    command = [sys.executable, __file__, "--child", implementation, family, "--epochs",
+               str(epochs), "--seed", str(seed)] + ([] if limit is None else
+                                                    ["--limit", str(limit)])
+    environment = {**child_environment(), "HML_VAE_COMPILE_CACHE": "off"}
+    finished_process = subprocess.run(command, env=environment, capture_output=True,
+                                      text=True, check=False)
+    if finished_process.returncode != 0:
+        raise RuntimeError(f"{implementation} on {family} failed (exit "
+                           f"{finished_process.returncode}): "
+                           f"{finished_process.stderr.strip()[-2000:]}")
+    return json.loads(finished_process.stdout.strip().splitlines()[-1])
+
+
 def run_one(implementation: str, family: str, data, epochs: int, seed: int) -> dict:
     if implementation in PRECISIONS:
         return run_hml_vae(family, data, epochs, seed, PRECISIONS[implementation])
@@ -289,7 +312,17 @@ def main(argv=None) -> int:
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
     parser.add_argument("--without-torch-if-missing", action="store_true",
                         help="without torch installed, measure hml_vae alone (smoke runs)")
+    parser.add_argument("--child", nargs=2, metavar=("IMPLEMENTATION", "FAMILY"),
+                        help=argparse.SUPPRESS)  # one run, its result as JSON on stdout
+    parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.child:
+        from hml_vae.data import load_dataset
+
+        implementation, family = args.child
+        data = load_dataset("fashion_mnist", limit=args.limit)
+        print(json.dumps(run_one(implementation, family, data, args.epochs, args.seed)))
+        return 0
     if args.quick:
         args.families, args.epochs, args.rounds, args.limit = ["stacked"], 2, 1, 512
     if args.epochs < 2:
@@ -313,7 +346,7 @@ def main(argv=None) -> int:
             if round_index % 2:
                 order.reverse()
             for name in order:
-                result = run_one(name, family, data, args.epochs, round_index)
+                result = run_in_child(name, family, args.epochs, round_index, args.limit)
                 runs[family][name].append(result)
                 print(f"round {round_index + 1} {family} {name}: "
                       f"{steady_speed(result):,.0f} images/s steady, "
