@@ -39,7 +39,7 @@ def child(family: str, limit: int) -> None:
     from hml_vae.data import load_dataset
 
     data = load_dataset("fashion_mnist", limit=limit)
-    result = run_hml_vae(family, data, epochs=2, seed=0)
+    result = run_hml_vae(family, data, epochs=2, seed=0, precision="float32")
     print(json.dumps({"wall": result["epoch_seconds"], "cpu": result["epoch_cpu_seconds"]}))
 
 

@@ -73,13 +73,13 @@ BATCH = 32
 
 
 def compiled_recipe(overrides: dict, limit: int, epochs: int, seed: int):
-    """(config, compiled models, ``fit`` data arguments, training steps per epoch) of the
+    """(config, compiled models, training data, training steps per epoch) of the
     book's recipe as ``scripts/train.py`` builds it, with ``overrides``."""
     import keras
 
     from hml_vae.config import make_config
     from hml_vae.data import load_dataset
-    from hml_vae.training import build_and_compile, fit_arguments, make_training_data
+    from hml_vae.training import build_and_compile, make_training_data
 
     data = load_dataset("fashion_mnist", limit=limit)
     config = make_config("conv", "default", epochs=epochs, seed=seed,
@@ -87,13 +87,15 @@ def compiled_recipe(overrides: dict, limit: int, epochs: int, seed: int):
     keras.utils.set_random_seed(seed)
     models = build_and_compile(config)
     train, _ = make_training_data(config, data)
-    return config, models, fit_arguments(models.whole, train), int(train.cardinality())
+    return config, models, train, train.steps
 
 
 def train_keras(overrides: dict, limit: int, epochs: int, seed: int) -> dict:
     import keras
 
-    config, models, arguments, steps = compiled_recipe(overrides, limit, epochs, seed)
+    from hml_vae.training import fit_arguments
+
+    config, models, train, steps = compiled_recipe(overrides, limit, epochs, seed)
     times = []
 
     class Timer(keras.callbacks.Callback):
@@ -104,8 +106,8 @@ def train_keras(overrides: dict, limit: int, epochs: int, seed: int) -> dict:
             times.append(time.perf_counter() - self.started)
 
     cpu = time.process_time()
-    models.whole.fit(**arguments, epochs=epochs, verbose=0, callbacks=[Timer()],
-                     shuffle=False)
+    models.whole.fit(**fit_arguments(models.whole, train, callbacks=[Timer()]), epochs=epochs,
+                     verbose=0, shuffle=False)
     return {"epoch_seconds": times, "cpu_seconds": time.process_time() - cpu,
             "images_per_epoch": steps * config.batch_size,
             "steps_per_execution": int(models.whole.steps_per_execution)}
@@ -124,7 +126,10 @@ def op_profile(limit: int, seed: int) -> dict:
     import tensorflow as tf
     from tensorflow.python.profiler.internal import _pywrap_profiler_plugin
 
-    _, models, arguments, steps = compiled_recipe({}, limit, 2, seed)
+    from hml_vae.training import fit_arguments
+
+    _, models, train, steps = compiled_recipe({}, limit, 2, seed)
+    arguments = fit_arguments(models.whole, train)
     models.whole.fit(**arguments, epochs=1, verbose=0, shuffle=False)
     with tempfile.TemporaryDirectory() as logdir:
         tf.profiler.experimental.start(logdir)

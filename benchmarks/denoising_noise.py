@@ -105,9 +105,9 @@ def train_variant(variant: str, noise: str, data, epochs: int, seed: int) -> dic
     noise_layer = models.encoder.get_layer("noise")
     train, valid = training.make_training_data(config, data)
     timer = EpochTimer()
-    history = models.whole.fit(**training.fit_arguments(models.whole, train, valid),
-                               epochs=epochs, callbacks=[timer.callback], shuffle=False,
-                               verbose=0)
+    history = models.whole.fit(**training.fit_arguments(models.whole, train, valid,
+                                                        callbacks=[timer.callback]),
+                               epochs=epochs, shuffle=False, verbose=0)
     return {"layer": type(noise_layer).__name__, "first_epoch": timer.wall[0],
             "steady_epoch": statistics.median(timer.wall[1:]) if epochs > 1 else None,
             "epochs": timer.wall, "cpu_seconds": sum(timer.cpu), "epoch_cpu": timer.cpu,

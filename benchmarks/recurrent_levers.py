@@ -94,11 +94,12 @@ def child(variant: str, limit: int, epochs: int, seed: int) -> dict:
             wall.append(time.perf_counter() - self.started[0])
             cpu.append(time.process_time() - self.started[1])
 
-    history = models.whole.fit(**training.fit_arguments(models.whole, train, valid),
-                               epochs=epochs, callbacks=[Timer()], shuffle=False, verbose=0)
+    history = models.whole.fit(**training.fit_arguments(models.whole, train, valid,
+                                                        callbacks=[Timer()]),
+                               epochs=epochs, shuffle=False, verbose=0)
     return {"wall": wall, "cpu": cpu, "build_seconds": build_seconds,
             "valid_mse": history.history["val_loss"][-1],
-            "train_images": int(train.cardinality()) * config.batch_size}
+            "train_images": train.steps * config.batch_size}
 
 
 def run_child(variant: str, limit: int, epochs: int, seed: int) -> dict:
