@@ -45,6 +45,12 @@ def provenance(report: dict, stem: str) -> str:
     return f"{machine['commit']}{dirty}, {machine['date'][:10]}, {load}"
 
 
+def measured_at(report: dict, stem: str) -> str:
+    """The sentence that opens a generated table: where and when, or that it is stale."""
+    where = provenance(report, stem)
+    return where if "stale" in report else f"Measured at {where}"
+
+
 def missing(stem: str) -> list[str]:
     return [f"| {stem} | no results file: run `python benchmarks/run_all.py --full --only "
             f"{stem}` | | |"]
@@ -185,7 +191,7 @@ def book_vs_ours(results_dir: Path) -> str:
     report = load(results_dir, "homl_zoo")
     if report is None:
         return "No results (run `python benchmarks/run_all.py --full --only homl_zoo`).\n"
-    return "\n".join([f"Measured at {provenance(report, 'homl_zoo')}; seeds "
+    return "\n".join([f"{measured_at(report, 'homl_zoo')}; seeds "
                       f"{', '.join(map(str, report['seeds']))}.", "",
                       *homl_zoo.table(report)]) + "\n"
 
@@ -200,14 +206,27 @@ def vs_pytorch(results_dir: Path) -> str:
     protocol = report["protocol"]
     pairs = {("hml_vae", "torch"), ("hml_vae_bf16", "torch_bf16")}
     return "\n".join([
-        f"Measured at {provenance(report, 'vs_pytorch')}; {protocol['train_images']:,} "
+        f"{measured_at(report, 'vs_pytorch')}; {protocol['train_images']:,} "
         f"training images, {protocol['epochs']} epochs × {protocol['rounds']} rounds, "
         f"alternating. hml_vae's images/s over PyTorch's: the median over every round, then "
         f"every round.", "", *benchmark.comparison_table(report, pairs)]) + "\n"
 
 
-SECTIONS = {"performance": performance, "throughput_rounds": throughput_rounds,
-            "book_vs_ours": book_vs_ours, "vs_pytorch": vs_pytorch}
+def semi_supervised(results_dir: Path) -> str:
+    """benchmarks/semi_supervised.py's accuracy table."""
+    from benchmarks import semi_supervised as benchmark
+
+    report = load(results_dir, "semi_supervised")
+    if report is None:
+        return "No results (run `python benchmarks/run_all.py --full --only " \
+               "semi_supervised`).\n"
+    return "\n".join([f"{measured_at(report, 'semi_supervised')}.", "",
+                      *benchmark.accuracy_table(report)]) + "\n"
+
+
+SECTIONS = {"semi_supervised": semi_supervised, "performance": performance,
+            "throughput_rounds": throughput_rounds, "book_vs_ours": book_vs_ours,
+            "vs_pytorch": vs_pytorch}
 
 
 def render(readme: str, results_dir: Path = RESULTS) -> str:

@@ -104,11 +104,28 @@ def suffix(args) -> str:
     return "".join(f"_{part}" for part in parts)
 
 
+def accuracy_table(report: dict) -> list[str]:
+    """Mean ± std test accuracy (%) per encoder, budget and method, and fine-tuned minus
+    scratch (also the README's table, benchmarks/readme_tables.py)."""
+    from hml_vae.semi_supervised import METHODS
+
+    lines = ["| encoder | labels | " + " | ".join(METHODS) + " | fine-tuned − scratch |",
+             "|---|---:|" + "---:|" * (len(METHODS) + 1)]
+    for name, encoder in report["encoders"].items():
+        for budget in sorted({row["budget"] for row in encoder["summary"]}):
+            cells = {row["method"]: row for row in encoder["summary"] if row["budget"] == budget}
+            gain = 100 * (cells["pretrained_fine_tuned"]["mean"] - cells["scratch"]["mean"])
+            lines.append(
+                f"| {name} | {budget:,} | " + " | ".join(
+                    f"{100 * cells[method]['mean']:.1f} ± {100 * cells[method]['std']:.1f}"
+                    for method in METHODS) + f" | {gain:+.1f} |")
+    return lines
+
+
 def to_markdown(report: dict) -> str:
     """Mean ± std test accuracy per encoder, budget and method, and the gain of
     pretraining (fine-tuned minus scratch) in percentage points."""
     from benchmarks.machine import stamp_line
-    from hml_vae.semi_supervised import METHODS
 
     machine = report["machine"]
     lines = [
@@ -119,17 +136,8 @@ def to_markdown(report: dict) -> str:
         "",
         f"Protocol: {report['protocol']}",
         "",
-        "| encoder | labels | " + " | ".join(METHODS) + " | fine-tuned − scratch |",
-        "|---|---:|" + "---:|" * (len(METHODS) + 1),
+        *accuracy_table(report),
     ]
-    for name, encoder in report["encoders"].items():
-        for budget in sorted({row["budget"] for row in encoder["summary"]}):
-            cells = {row["method"]: row for row in encoder["summary"] if row["budget"] == budget}
-            gain = 100 * (cells["pretrained_fine_tuned"]["mean"] - cells["scratch"]["mean"])
-            lines.append(
-                f"| {name} | {budget:,} | " + " | ".join(
-                    f"{100 * cells[method]['mean']:.1f} ± {100 * cells[method]['std']:.1f}"
-                    for method in METHODS) + f" | {gain:+.1f} |")
     lines += [
         "",
         "Test accuracy in %, mean ± std (n − 1) over the seeds; the last column is the "
