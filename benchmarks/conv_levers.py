@@ -169,9 +169,14 @@ def train_torch(limit: int, epochs: int, seed: int) -> dict:
 
 def layer_specs():
     """(name, input shape (H, W, C) or (features,), Keras layer factory, PyTorch module
-    factory) of every layer of the book's conv autoencoder on 28×28×1 images."""
+    factory) of every layer of the book's conv autoencoder on 28×28×1 images. The PyTorch
+    factories need torch (benchmarks/requirements.txt); the Keras ones do not."""
     import keras
-    from torch import nn
+
+    try:
+        from torch import nn
+    except ImportError:  # only the PyTorch factories, called by the profile, need it
+        nn = None
 
     def conv(channels, filters, size):
         return (f"Conv2D {channels}->{filters} at {size}", (size, size, channels),
@@ -432,16 +437,16 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true",
                         help="the default on 128 images, 2 epochs, 1 round, and a 3-step "
-                        "layer profile: checks that it runs")
+                        "layer profile where torch is installed: checks that it runs")
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(child(args)))
         return 0
-    if args.quick:
+    if args.quick:  # the layer profile compares with PyTorch: only where it is installed
         args.variants, args.limit, args.epochs, args.rounds, args.profile_steps = (
-            ["default"], 128, 2, 1, 3)
+            ["default"], 128, 2, 1, 3 if find_spec("torch") else 0)
     if args.epochs < 2:
         parser.error("--epochs must be at least 2 (epoch 1 compiles; steady state is 2..)")
     if (args.profile_steps or "torch" in args.variants) and find_spec("torch") is None:
