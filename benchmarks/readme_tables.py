@@ -208,8 +208,9 @@ def vs_pytorch(results_dir: Path) -> str:
     return "\n".join([
         f"{measured_at(report, 'vs_pytorch')}; {protocol['train_images']:,} "
         f"training images, {protocol['epochs']} epochs × {protocol['rounds']} rounds, "
-        f"alternating. hml_vae's images/s over PyTorch's: the median over every round, then "
-        f"every round.", "", *benchmark.comparison_table(report, pairs)]) + "\n"
+        f"alternating. hml_vae's speed over PyTorch's: the median over every round, then "
+        f"every round; the book's run is projected from these epochs (`vs_pytorch.md`).",
+        "", *benchmark.comparison_table(report, pairs)]) + "\n"
 
 
 def semi_supervised(results_dir: Path) -> str:

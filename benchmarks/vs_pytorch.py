@@ -218,18 +218,30 @@ def run_one(implementation: str, family: str, data, epochs: int, seed: int) -> d
     return run_torch(family, data, epochs, seed, bfloat16=implementation == "torch_bf16")
 
 
-def ratios(ours: list[dict], theirs: list[dict]) -> dict:
-    """ours' images/s over theirs', round by round (the rounds ran alternating), and the
-    medians over every round."""
-    steady = [steady_speed(a) / steady_speed(b) for a, b in zip(ours, theirs, strict=True)]
-    compiled = [speed_with_compile(a) / speed_with_compile(b)
-                for a, b in zip(ours, theirs, strict=True)]
+def book_run_seconds(result: dict, book: dict) -> float:
+    """Seconds the book's whole run would take at this run's speeds: the first epoch's
+    extra time over a steady one (compiling, warming up; it does not grow with the
+    images), plus the book's epochs over all its training images at the steady speed."""
+    steady = statistics.median(result["epoch_seconds"][1:])
+    return (result["epoch_seconds"][0] - steady) + book["epochs"] * book["train_images"] * (
+        steady / result["images_per_epoch"])
+
+
+def ratios(ours: list[dict], theirs: list[dict], book: dict) -> dict:
+    """ours' speed over theirs', round by round (the rounds ran alternating), and the
+    medians over every round: steady, counting the first epoch of this run, and for the
+    book's whole run (:func:`book_run_seconds`, a projection)."""
+    pairs = list(zip(ours, theirs, strict=True))
+    steady = [steady_speed(a) / steady_speed(b) for a, b in pairs]
+    compiled = [speed_with_compile(a) / speed_with_compile(b) for a, b in pairs]
+    book_run = [book_run_seconds(b, book) / book_run_seconds(a, book) for a, b in pairs]
     return {"steady_per_round": steady, "steady_median": statistics.median(steady),
             "with_compile_per_round": compiled,
-            "with_compile_median": statistics.median(compiled)}
+            "with_compile_median": statistics.median(compiled),
+            "book_run_per_round": book_run, "book_run_median": statistics.median(book_run)}
 
 
-def summarize(runs: dict) -> dict:
+def summarize(runs: dict, book_runs: dict) -> dict:
     """Per family: each implementation's medians over all rounds, and the ratios of each
     hml_vae precision over each PyTorch implementation."""
     summary = {}
@@ -245,7 +257,8 @@ def summarize(runs: dict) -> dict:
         ours = [name for name in by_implementation if name in PRECISIONS]
         theirs = [name for name in by_implementation if name not in PRECISIONS]
         comparisons = [{"ours": a, "theirs": b,
-                        **ratios(by_implementation[a], by_implementation[b])}
+                        **ratios(by_implementation[a], by_implementation[b],
+                                 book_runs[family])}
                        for a in ours for b in theirs]
         summary[family] = {"implementations": rows, "comparisons": comparisons}
     return summary
@@ -259,7 +272,10 @@ def to_markdown(report: dict) -> str:
         stamp_line(report["machine"]) + " "
         f"{protocol['train_images']:,} training images, {protocol['epochs']} epochs × "
         f"{protocol['rounds']} rounds, alternating. Ratios are hml_vae's images/s over the "
-        "other's; each cell gives the median over every round, then every round.", "",
+        "other's; each cell gives the median over every round, then every round. The book's "
+        "run: the first epoch's extra time over a steady one plus the book's epochs over "
+        "all its training images at the steady speed, for each side (a projection from "
+        "this run's epochs).", "",
         *comparison_table(report),
     ]
     lines += ["", "| family | implementation | steady images/s | counting the first epoch | "
@@ -281,9 +297,9 @@ def comparison_table(report: dict, pairs=None) -> list[str]:
     """hml_vae over PyTorch, one line per (family, ours, theirs) — of ``pairs`` only, when
     given (also the README's table, benchmarks/readme_tables.py)."""
     lines = [
-        "| family | ours | vs | steady state | counting the first epoch | valid loss ours / "
-        "theirs |",
-        "|---|---|---|---|---|---|",
+        "| family | ours | vs | steady state | counting the first epoch | the book's run "
+        "(projected) | valid loss ours / theirs |",
+        "|---|---|---|---|---|---|---|",
     ]
     for family, entry in report["summary"].items():
         losses = {name: row["valid_loss"] for name, row in entry["implementations"].items()}
@@ -292,12 +308,32 @@ def comparison_table(report: dict, pairs=None) -> list[str]:
                 continue
             steady = " / ".join(f"{r:.2f}" for r in ratio["steady_per_round"])
             compiled = " / ".join(f"{r:.2f}" for r in ratio["with_compile_per_round"])
+            book = " / ".join(f"{r:.2f}" for r in ratio["book_run_per_round"])
             lines.append(
                 f"| {family} | {ratio['ours']} | {ratio['theirs']} | "
                 f"**{ratio['steady_median']:.2f}×** ({steady}) | "
                 f"**{ratio['with_compile_median']:.2f}×** ({compiled}) | "
+                f"**{ratio['book_run_median']:.2f}×** ({book}) | "
                 f"{losses[ratio['ours']]:.4g} / {losses[ratio['theirs']]:.4g} |")
     return lines
+
+
+def book_run_sizes(families) -> dict:
+    """{family: the book's epochs and training images} (what a book run trains)."""
+    from hml_vae.data import load_dataset
+
+    images = len(load_dataset("fashion_mnist").train)
+    return {family: {"epochs": recipe(family, 1, 0).epochs, "train_images": images}
+            for family in families}
+
+
+def render(results_dir: Path) -> None:
+    """Recomputes vs_pytorch.json's summary from its runs and rewrites its report."""
+    report = json.loads((results_dir / "vs_pytorch.json").read_text())
+    protocol = report["protocol"]
+    protocol.setdefault("book_runs", book_run_sizes(protocol["families"]))
+    report["summary"] = summarize(report["runs"], protocol["book_runs"])
+    write_results(results_dir, "vs_pytorch", report, to_markdown)
 
 
 def main(argv=None) -> int:
@@ -312,6 +348,9 @@ def main(argv=None) -> int:
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
     parser.add_argument("--without-torch-if-missing", action="store_true",
                         help="without torch installed, measure hml_vae alone (smoke runs)")
+    parser.add_argument("--render", action="store_true",
+                        help="train nothing: recompute the summary and the report of "
+                             "--results-dir/vs_pytorch.json from its runs")
     parser.add_argument("--child", nargs=2, metavar=("IMPLEMENTATION", "FAMILY"),
                         help=argparse.SUPPRESS)  # one run, its result as JSON on stdout
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
@@ -323,6 +362,9 @@ def main(argv=None) -> int:
         data = load_dataset("fashion_mnist", limit=args.limit)
         print(json.dumps(run_one(implementation, family, data, args.epochs, args.seed)))
         return 0
+    if args.render:
+        render(args.results_dir)
+        return 0
     if args.quick:
         args.families, args.epochs, args.rounds, args.limit = ["stacked"], 2, 1, 512
     if args.epochs < 2:
@@ -332,6 +374,7 @@ def main(argv=None) -> int:
 
     machine = describe_machine()
     data = load_dataset("fashion_mnist", limit=args.limit)
+    book_runs = book_run_sizes(args.families)
     implementations = IMPLEMENTATIONS
     if importlib.util.find_spec("torch") is None:
         if not args.without_torch_if_missing:
@@ -354,12 +397,12 @@ def main(argv=None) -> int:
                       f"valid loss {result['valid_loss']:.4g}", flush=True)
     report = {
         "machine": finished(machine),
-        "protocol": {"epochs": args.epochs, "rounds": args.rounds,
+        "protocol": {"epochs": args.epochs, "rounds": args.rounds, "book_runs": book_runs,
                      "train_images": len(data.train), "valid_images": len(data.valid),
                      "families": args.families, "implementations": list(implementations),
                      "left_out": {family: {"torch_bf16": why} for family, why in
                                   NO_BFLOAT16.items() if family in args.families}},
-        "summary": summarize(runs),
+        "summary": summarize(runs, book_runs),
         "runs": runs,
     }
     stem = "vs_pytorch_quick" if args.quick else "vs_pytorch"
