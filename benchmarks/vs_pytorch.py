@@ -320,10 +320,11 @@ def comparison_table(report: dict, pairs=None) -> list[str]:
 
 def book_run_sizes(families) -> dict:
     """{family: the book's epochs and training images} (what a book run trains)."""
+    from hml_vae.config import make_config
     from hml_vae.data import load_dataset
 
     images = len(load_dataset("fashion_mnist").train)
-    return {family: {"epochs": recipe(family, 1, 0).epochs, "train_images": images}
+    return {family: {"epochs": make_config(family, "default").epochs, "train_images": images}
             for family in families}
 
 
