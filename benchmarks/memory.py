@@ -4,17 +4,17 @@
     .venv/bin/python benchmarks/memory.py --epochs 1 --limit 300 --results-dir /tmp/m  # smoke
 
 Runs the training script in a child process and reads that child's peak resident set size
-(``os.wait4``'s resource usage of the child alone). Without --epochs and --limit the run
-is the default one (the preset's epochs, every training image); the report says which
-epochs and images were measured, and a reduced run gets them in its file name. Writes
-STEM.json and STEM.md to --results-dir (default benchmarks/results/).
+(``os.wait4``'s resource usage of the child alone, forked from a small launcher process).
+Without --epochs and --limit the run is the default one (the preset's epochs, every
+training image); the report says which epochs and images were measured, and a reduced run
+gets them in its file name. Writes STEM.json and STEM.md to --results-dir (default
+benchmarks/results/).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -33,21 +33,37 @@ from benchmarks.machine import (  # noqa: E402
 )
 from hml_vae import cli  # noqa: E402
 
+# Runs argv[1:] in a process forked from this small one and prints its peak RSS (KiB) and
+# exit code. A child forked straight from the benchmark's process would count that
+# process's resident pages in its own peak (Linux's ru_maxrss includes what it held
+# between fork and exec): under run_all.py, gigabytes of earlier benchmarks' memory.
+LAUNCHER = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+    os.execv(sys.argv[1], sys.argv[1:])
+_, status, usage = os.wait4(pid, 0)
+print(usage.ru_maxrss, os.waitstatus_to_exitcode(status))
+"""
+
 
 def measure(command: list[str]) -> tuple[int, float, str]:
     """(peak RSS in bytes, wall seconds, stderr tail) of ``command`` run to its end."""
     started = time.perf_counter()
     with tempfile.TemporaryFile() as errors:
-        child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors,
-                                 env=child_environment())
-        _, status, usage = os.wait4(child.pid, 0)
-        child.returncode = os.waitstatus_to_exitcode(status)
+        launched = subprocess.run([sys.executable, "-c", LAUNCHER, *command],
+                                  stdout=subprocess.PIPE, stderr=errors, text=True,
+                                  env=child_environment(), check=False)
         seconds = time.perf_counter() - started
         errors.seek(0)
         tail = errors.read().decode(errors="replace")[-3000:]
-    if child.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed ({child.returncode}):\n{tail}")
-    return usage.ru_maxrss * 1024, seconds, tail  # ru_maxrss is in KiB on Linux
+    if launched.returncode != 0 or len(launched.stdout.split()) != 2:
+        raise RuntimeError(f"{' '.join(command)} could not be launched:\n{tail}")
+    peak_kib, code = (int(value) for value in launched.stdout.split())
+    if code != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({code}):\n{tail}")
+    return peak_kib * 1024, seconds, tail  # ru_maxrss is in KiB on Linux
 
 
 def to_markdown(report: dict) -> str:
