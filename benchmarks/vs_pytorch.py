@@ -412,4 +412,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from hml_vae import cli
+
+    sys.exit(cli.run_main(main))  # bad input (a missing results file): one line
