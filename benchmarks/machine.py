@@ -83,8 +83,8 @@ def stamp_line(machine: dict) -> str:
     return (f"Commit {machine['commit']}{dirty}, {machine['date']}, {machine['cpu']} "
             f"({machine['cpu_count']} cores, {machine['gpus']} GPUs), TensorFlow "
             f"{machine['tensorflow']}, Keras {machine['keras']}; load average (1, 5, 15 min) "
-            f"{load} before, {after} after (above the benchmark's own ~2, other work shared "
-            f"the cores).")
+            f"{load} before, {after} after (a load above the benchmark's own ~2 means other "
+            f"work shared the cores).")
 
 
 def write_results(directory, stem: str, report: dict, to_markdown) -> None:
