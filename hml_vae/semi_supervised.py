@@ -313,6 +313,7 @@ def fit_phase(model, train: tuple, valid: tuple, epochs: int, learning_rate: flo
 
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                   loss="sparse_categorical_crossentropy")
+    model.optimizer.build(model.trainable_variables)  # one trace, not two: compile_model
     start_loss = cross_entropy(predict_batches(model, valid[0]), valid[1])
     keep_best = _keep_best_callback(start_loss, model.get_weights(), patience)
     callbacks = [keep_best] if log_dir is None else [keep_best, ScalarLogger(log_dir)]

@@ -70,6 +70,10 @@ def compile_model(config: Config, model: keras.Model, loss: str | None,
     config's); ``loss`` None when the model's layers add their loss terms (VAEs)."""
     model.compile(optimizer=make_optimizer(config, learning_rate), loss=loss,
                   **speed_options(config))
+    # Slots made now rather than inside the first traced step: a step that creates
+    # variables is traced twice by TensorFlow, and each trace costs a large part of the
+    # first epoch.
+    model.optimizer.build(model.trainable_variables)
 
 
 def build_and_compile(config: Config, strategy=None):
