@@ -204,7 +204,8 @@ def vs_pytorch(results_dir: Path) -> str:
     if report is None:
         return "No results (run `python benchmarks/run_all.py --full --only vs_pytorch`).\n"
     protocol = report["protocol"]
-    pairs = {("hml_vae", "torch"), ("hml_vae_bf16", "torch_bf16")}
+    pairs = {("hml_vae", "torch"), ("hml_vae_cached", "torch"),
+             ("hml_vae_bf16", "torch_bf16")}
     return "\n".join([
         f"{measured_at(report, 'vs_pytorch')}; {protocol['train_images']:,} "
         f"training images, {protocol['epochs']} epochs × {protocol['rounds']} rounds, "

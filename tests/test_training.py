@@ -160,6 +160,30 @@ def test_xla_trains_the_same_vae():
     np.testing.assert_allclose(compiled, plain, rtol=0.01)
 
 
+@pytest.mark.parametrize("family", ["stacked", "vae"])
+def test_the_training_step_is_traced_once(family):
+    """Each trace of the step costs a large part of the first epoch; TensorFlow traces a
+    step twice when its first trace creates variables (the optimizer's slots, unless
+    compile_model built them)."""
+    config = make_config(family, "tiny", batch_size=32, steps_per_execution=4,
+                         image_shape=(28, 28, 1))
+    models = training.build_and_compile(config)
+    traces = []
+    step = models.whole.train_step
+
+    def counted_step(batch):
+        traces.append(1)
+        return step(batch)
+
+    models.whole.train_step = counted_step
+    images = load_dataset(limit=1_000).train.images[:8 * 32]
+    train = training.TrainingPipeline.of_arrays(images, 32, seed=1)
+    models.whole.fit(**training.fit_arguments(models.whole, train), epochs=2, verbose=0,
+                     shuffle=False)
+    assert len(traces) == 1
+    assert int(models.whole.optimizer.iterations) == 16
+
+
 def test_each_epoch_trains_its_own_steps_with_one_iterator_per_pipeline():
     images = load_dataset(limit=5_000).train.images
     config = make_config("vae", "tiny", batch_size=64, steps_per_execution=32,
