@@ -90,8 +90,9 @@ def build_and_compile(config: Config, strategy=None):
 
 
 def execution_steps(steps_per_epoch: int, wanted: int) -> int:
-    """The largest divisor of ``steps_per_epoch`` that is at most ``wanted``."""
-    return max(steps for steps in range(1, min(wanted, steps_per_epoch) + 1)
+    """The smallest divisor of ``steps_per_epoch`` that is at least ``wanted`` (the whole
+    epoch when ``wanted`` exceeds it)."""
+    return min(steps for steps in range(min(wanted, steps_per_epoch), steps_per_epoch + 1)
                if steps_per_epoch % steps == 0)
 
 
@@ -139,49 +140,40 @@ class EpochIndex(keras.callbacks.Callback):
 def fit_arguments(model: keras.Model, train: TrainingPipeline, valid=None,
                   callbacks=()) -> dict:
     """``model.fit`` arguments that read each epoch's own batches, whichever epoch ``fit``
-    starts at (a resumed run), and keep, when they can, one iterator for the whole fit.
+    starts at (a resumed run), from one iterator for the whole fit.
 
-    ``fit`` otherwise makes a new iterator of each pipeline every epoch, and in TF 2.21
-    deleting a tf.data iterator takes ~0.17 s whatever the data set, up to 0.65 s of an
-    epoch inside ``fit`` (benchmarks/throughput.py). So one iterator reads an endless
-    stream of epochs from the one ``fit`` starts at, ``steps`` batches an epoch.
-
-    Keras 3.15 runs whole executions of ``steps_per_execution`` steps, so an execution
-    that straddled the end of an epoch would train on the next epoch's batches. The steps
-    per execution become the largest divisor of the epoch's steps up to the compiled
-    number (429 steps, 32 wanted: 13). When that divisor is below a quarter of the wanted
-    number (1,718 steps: 2; tiny executions cost more than new iterators), each epoch is
-    a pipeline of its own, iterated anew by ``fit``, and its last execution is cut short
-    where its data end.
-
-    Either way the pipeline's first epoch is an :class:`EpochIndex` variable that ``fit``
-    sets at the start of each epoch, before it makes that epoch's iterator: the batches of
+    ``fit`` otherwise makes a new iterator of the training pipeline every epoch, and in
+    TF 2.21 deleting a tf.data iterator takes ~0.17 s whatever the data set. So one
+    iterator reads an endless stream of epochs from the one ``fit`` starts at, ``steps``
+    batches an epoch; the pipeline's first epoch is an :class:`EpochIndex` variable that
+    ``fit`` sets at the start of each epoch, before it makes the iterator: the batches of
     epoch e are those of epoch e of an uninterrupted run.
 
+    Keras 3.15 runs whole executions of ``steps_per_execution`` steps, so an execution
+    that straddled the end of an epoch would train on the next epoch's batches: the steps
+    per execution become the smallest divisor of the epoch's steps from the compiled
+    number up (1,718 steps, 32 wanted: 859; 429 steps: 33). Each execution costs a fixed
+    few milliseconds of Python and callbacks; longer ones cost only how often a progress
+    bar moves and how long Ctrl-C waits for the execution to end.
+
+    The validation pipeline is read anew each epoch, to its end: from a repeated one,
+    Keras would run every validation execution whole and read past the last batch into
+    the next pass, counting the first batches twice.
+
     Args:
-        model: compiled, not yet trained (its steps per execution may be lowered).
+        model: compiled, not yet trained (its steps per execution are raised to a divisor).
         train: the training data.
-        valid: a validation pipeline of known length (not shuffled), or None.
+        valid: a finite validation pipeline (not shuffled), or None.
         callbacks: the fit's other callbacks.
 
     Returns:
-        ``x``, ``callbacks`` and, for one iterator, ``steps_per_epoch``; the validation
-        arguments when ``valid`` is given.
+        ``x``, ``steps_per_epoch``, ``callbacks`` and ``validation_data``.
     """
     epoch = EpochIndex()
-    arguments = {"callbacks": [epoch, *callbacks]}
-    wanted = model.steps_per_execution
-    divisor = execution_steps(train.steps, wanted)
-    if divisor < max(1, wanted // 4):
-        return {**arguments, "x": train.build(first_epoch=epoch.epoch, epochs=1),
-                "validation_data": valid}
-    model.steps_per_execution = divisor
-    arguments.update(x=train.build(first_epoch=epoch.epoch, epochs=None),
-                     steps_per_epoch=train.steps)
-    if valid is not None:
-        arguments.update(validation_data=valid.repeat(),
-                         validation_steps=int(valid.cardinality()))
-    return arguments
+    model.steps_per_execution = execution_steps(train.steps, model.steps_per_execution)
+    return {"x": train.build(first_epoch=epoch.epoch, epochs=None),
+            "steps_per_epoch": train.steps, "callbacks": [epoch, *callbacks],
+            "validation_data": valid}
 
 
 def make_training_data(config: Config, data, replicas: int = 1):

@@ -184,29 +184,48 @@ def test_the_training_step_is_traced_once(family):
     assert int(models.whole.optimizer.iterations) == 16
 
 
-def test_each_epoch_trains_its_own_steps_with_one_iterator_per_pipeline():
+def test_each_epoch_trains_its_own_steps_in_executions_that_divide_it():
     images = load_dataset(limit=5_000).train.images
     config = make_config("vae", "tiny", batch_size=64, steps_per_execution=32,
                          image_shape=(28, 28, 1))
-    # 37 steps (a prime): new iterators each epoch, 32 steps a call; 48 steps: 24 a call.
-    for steps, executions in ((37, None), (48, 24)):
+    # 37 steps (a prime): the whole epoch in one execution; 48 steps: 48 (no divisor in
+    # 32..47); 70 steps: 35 a call, two an epoch.
+    for steps, executions in ((37, 37), (48, 48), (70, 35)):
         models = training.build_and_compile(config)
         train = training.TrainingPipeline.of_arrays(images[: steps * 64 + 10], 64, seed=1)
         valid = data_lib.make_pipeline(images[:300], 64)
         arguments = training.fit_arguments(models.whole, train, valid)
-        assert train.steps == steps
-        assert arguments.get("steps_per_epoch") == (executions and steps)
-        assert models.whole.steps_per_execution == (executions or 32)
+        assert train.steps == steps and arguments["steps_per_epoch"] == steps
+        assert models.whole.steps_per_execution == executions
         models.whole.fit(**arguments, epochs=2, verbose=0)
         assert int(models.whole.optimizer.iterations) == 2 * steps
-    assert training.execution_steps(429, 32) == 13 and training.execution_steps(1718, 32) == 2
+    assert [training.execution_steps(*case) for case in
+            ((429, 32), (1718, 32), (10, 32), (12, 1), (12, 5))] == [33, 859, 10, 1, 6]
 
 
-@pytest.mark.parametrize("steps", [11, 12])  # 11: a pipeline per epoch; 12: one for all
-def test_a_fit_resumed_at_an_epoch_trains_on_that_epochs_batches(steps):
+def test_the_validation_loss_is_over_each_validation_image_once():
+    """5 validation batches, 4 steps an execution: the last execution reads one batch and
+    stops, every epoch (a repeated validation pipeline would read 8, the first 3 twice)."""
+    rng = np.random.default_rng(0)
+    train_images, valid_images = rng.random((8 * 16, 6)), rng.random((5 * 16, 6)) * 3
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(6)])
+    model.compile(optimizer="sgd", loss="mse", steps_per_execution=4)
+    train = training.TrainingPipeline.of_arrays(train_images.astype("float32"), 16, seed=1)
+    valid = data_lib.make_pipeline(valid_images.astype("float32"), 16)
+    history = model.fit(**training.fit_arguments(model, train, valid), epochs=2, verbose=0,
+                        shuffle=False)
+    predicted = model.predict(valid_images, verbose=0)
+    expected = np.mean((predicted - valid_images) ** 2)
+    assert history.history["val_loss"][-1] == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("executions", [5, 8])  # 5: 6 steps, two an epoch; 8: 12, one
+def test_a_fit_resumed_at_an_epoch_trains_on_that_epochs_batches(executions):
     """Epoch 1 fitted on its own, after epoch 0, ends where two epochs fitted at once end:
     the data of epoch 1 (order and dynamic binary draws) do not depend on where fit
-    started, whether fit reads one iterator or makes one each epoch."""
+    started."""
+    steps = 12
     images = load_dataset(limit=1_000).train.images[: steps * 16 + 5].reshape(-1, 784)
 
     def model():
@@ -214,13 +233,13 @@ def test_a_fit_resumed_at_an_epoch_trains_on_that_epochs_batches(steps):
         whole = keras.Sequential([keras.Input((784,)), keras.layers.Dense(8),
                                   keras.layers.Dense(784, activation="sigmoid")])
         whole.compile(optimizer=keras.optimizers.Adam(0.01), loss="binary_crossentropy",
-                      steps_per_execution=8)
+                      steps_per_execution=executions)
         return whole
 
     def fit(whole, initial_epoch, epochs):  # a new pipeline, as in a resumed process
         train = training.TrainingPipeline.of_arrays(images, 16, seed=3, binarize="dynamic")
         arguments = training.fit_arguments(whole, train)
-        assert ("steps_per_epoch" in arguments) == (steps == 12)
+        assert whole.steps_per_execution == {5: 6, 8: 12}[executions]
         whole.fit(**arguments, epochs=epochs, initial_epoch=initial_epoch, verbose=0,
                   shuffle=False)
 
