@@ -134,8 +134,9 @@ class Config:
         None, "stop after N epochs without a lower validation loss", flag="--patience",
         positive=True, none="train every epoch")
     # Speed (benchmarks/throughput.py): fewer Python round trips per step, and XLA.
-    steps_per_execution: int = option(32, "training steps per call into the compiled graph "
-                                      "(1 is Keras' default)", positive=True)
+    steps_per_execution: int = option(32, "at least this many training steps per call into "
+                                      "the compiled graph: the smallest divisor of an epoch's "
+                                      "steps from N up (1 is Keras' default)", positive=True)
     jit_compile: bool | None = option(None, "compile the training step with XLA",
                                       none="the family's measured choice")
     precision: str = option(
