@@ -107,10 +107,12 @@ class TrainingPipeline:
             draws fixed by the run's seed and the epoch's index
             (:func:`hml_vae.data.make_pipeline`).
         steps: batches per epoch.
+        batch_size: images per batch (every batch is full).
     """
 
     build: Callable
     steps: int
+    batch_size: int
 
     @classmethod
     def of_arrays(cls, images: np.ndarray, batch_size: int, seed: int,
@@ -118,7 +120,7 @@ class TrainingPipeline:
         """Shuffled full batches of in-memory arrays (N, ...)."""
         return cls(functools.partial(data_lib.make_pipeline, images, batch_size, shuffle=True,
                                      seed=seed, binarize=binarize, full_batches=True),
-                   data_lib.batch_count(len(images), batch_size, full_batches=True))
+                   data_lib.batch_count(len(images), batch_size, full_batches=True), batch_size)
 
 
 class EpochIndex(keras.callbacks.Callback):
@@ -137,10 +139,17 @@ class EpochIndex(keras.callbacks.Callback):
         self.epoch.assign(epoch)
 
 
+# The most memory one stacked execution of training batches may take (two are alive: the
+# one training and the one prefetched). Above it a step's batch is large enough that
+# Keras' own per-step loop costs little next to the step.
+STACKED_EXECUTION_BYTES = 128 * 2**20
+
+
 def fit_arguments(model: keras.Model, train: TrainingPipeline, valid=None,
                   callbacks=()) -> dict:
     """``model.fit`` arguments that read each epoch's own batches, whichever epoch ``fit``
-    starts at (a resumed run), from one iterator for the whole fit.
+    starts at (a resumed run), from one iterator for the whole fit, in executions of
+    several steps.
 
     ``fit`` otherwise makes a new iterator of the training pipeline every epoch, and in
     TF 2.21 deleting a tf.data iterator takes ~0.17 s whatever the data set. So one
@@ -152,16 +161,19 @@ def fit_arguments(model: keras.Model, train: TrainingPipeline, valid=None,
     Keras 3.15 runs whole executions of ``steps_per_execution`` steps, so an execution
     that straddled the end of an epoch would train on the next epoch's batches: the steps
     per execution become the smallest divisor of the epoch's steps from the compiled
-    number up (1,718 steps, 32 wanted: 859; 429 steps: 33). Each execution costs a fixed
-    few milliseconds of Python and callbacks; longer ones cost only how often a progress
-    bar moves and how long Ctrl-C waits for the execution to end.
+    number up (1,718 steps, 32 wanted: 859; 429 steps: 33). Longer executions cost only
+    how often a progress bar moves and how long Ctrl-C waits for the execution to end.
+    On one TensorFlow device each execution is one call of :func:`execution_loop`, its
+    batches stacked by the pipeline, unless the stack would take more than
+    ``STACKED_EXECUTION_BYTES``.
 
     The validation pipeline is read anew each epoch, to its end: from a repeated one,
     Keras would run every validation execution whole and read past the last batch into
     the next pass, counting the first batches twice.
 
     Args:
-        model: compiled, not yet trained (its steps per execution are raised to a divisor).
+        model: compiled, not yet trained (its steps per execution are raised to a divisor,
+            its ``train_function`` may be set).
         train: the training data.
         valid: a finite validation pipeline (not shuffled), or None.
         callbacks: the fit's other callbacks.
@@ -170,10 +182,57 @@ def fit_arguments(model: keras.Model, train: TrainingPipeline, valid=None,
         ``x``, ``steps_per_epoch``, ``callbacks`` and ``validation_data``.
     """
     epoch = EpochIndex()
-    model.steps_per_execution = execution_steps(train.steps, model.steps_per_execution)
-    return {"x": train.build(first_epoch=epoch.epoch, epochs=None),
-            "steps_per_epoch": train.steps, "callbacks": [epoch, *callbacks],
+    steps = execution_steps(train.steps, model.steps_per_execution)
+    model.steps_per_execution = steps
+    x = train.build(first_epoch=epoch.epoch, epochs=None)
+    if steps > 1 and one_tensorflow_device() and (
+            steps * train.batch_size * _image_bytes(x) <= STACKED_EXECUTION_BYTES):
+        # The pairs are (x, x): one stack of the inputs serves as both.
+        x = x.map(lambda inputs, targets: inputs).batch(steps, drop_remainder=True).prefetch(1)
+        model.train_function = execution_loop(model, steps)
+    return {"x": x, "steps_per_epoch": train.steps, "callbacks": [epoch, *callbacks],
             "validation_data": valid}
+
+
+def one_tensorflow_device() -> bool:
+    import tensorflow as tf
+
+    return keras.backend.backend() == "tensorflow" and not tf.distribute.has_strategy()
+
+
+def _image_bytes(dataset) -> int:
+    """Bytes of one input image of a pipeline of (x, x) batches."""
+    spec = dataset.element_spec[0]
+    return spec.shape[1:].num_elements() * spec.dtype.size
+
+
+def execution_loop(model: keras.Model, steps: int) -> Callable:
+    """A ``train_function`` for ``model.fit`` that runs ``steps`` training steps in one call
+    of one compiled loop (XLA when the model compiles with it).
+
+    Keras' own loop launches each compiled step from a TensorFlow while loop that first
+    fetches the step's batch: a fixed cost per step as large as a small dense model's step
+    itself. Here ``fit``'s iterator gives the execution's inputs as one stacked tensor
+    (steps, batch, ...), and the loop slices each step's batch from it; the metrics
+    returned are those after the last step, as Keras' loop returns.
+    """
+    import tensorflow as tf
+
+    def run(stacked):
+        def step(index):
+            inputs = stacked[index]
+            model.train_step((inputs, inputs))
+            return (index + 1,)
+
+        tf.while_loop(lambda index: index < steps, step, (tf.constant(0),))
+        return model.get_metrics_result()
+
+    compiled = tf.function(run, jit_compile=bool(model.jit_compile))
+
+    def train_function(iterator):
+        return compiled(iterator.get_next())
+
+    return train_function
 
 
 def make_training_data(config: Config, data, replicas: int = 1):
@@ -196,7 +255,7 @@ def make_training_data(config: Config, data, replicas: int = 1):
             full_batches=True, first_epoch=first_epoch, epochs=epochs))
 
     train = TrainingPipeline(build, data_lib.batch_count(len(data.train), config.batch_size,
-                                                         full_batches=True))
+                                                         full_batches=True), config.batch_size)
     valid = distribute.with_replica_sized_batches(
         data.valid.pipeline(config.batch_size), len(data.valid), config.batch_size, replicas)
     return train, options(valid)

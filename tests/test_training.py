@@ -203,6 +203,32 @@ def test_each_epoch_trains_its_own_steps_in_executions_that_divide_it():
             ((429, 32), (1718, 32), (10, 32), (12, 1), (12, 5))] == [33, 859, 10, 1, 6]
 
 
+@pytest.mark.parametrize("family", ["stacked", "vae"])
+def test_one_compiled_loop_per_execution_trains_as_keras_own_loop(family, monkeypatch):
+    """The same steps on the same batches, each execution in one call of execution_loop or
+    in Keras' per-step loop (stacks over the byte budget): the same weights and losses."""
+    images = load_dataset(limit=1_000).train.images[:12 * 32 + 7]
+    config = make_config(family, "tiny", batch_size=32, steps_per_execution=4, seed=3,
+                         image_shape=(28, 28, 1))
+
+    def fit(budget):
+        monkeypatch.setattr(training, "STACKED_EXECUTION_BYTES", budget)
+        keras.utils.set_random_seed(3)
+        models = training.build_and_compile(config)
+        train = training.TrainingPipeline.of_arrays(images, 32, seed=1, binarize="dynamic")
+        arguments = training.fit_arguments(models.whole, train)
+        fused = models.whole.train_function is not None
+        history = models.whole.fit(**arguments, epochs=2, verbose=0, shuffle=False)
+        return fused, history.history["loss"], models.whole.get_weights()
+
+    fused, fused_losses, fused_weights = fit(training.STACKED_EXECUTION_BYTES)
+    per_step, losses, weights = fit(0)
+    assert fused and not per_step
+    np.testing.assert_allclose(fused_losses, losses, rtol=1e-5)
+    for ours, theirs in zip(fused_weights, weights, strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-6)
+
+
 def test_the_validation_loss_is_over_each_validation_image_once():
     """5 validation batches, 4 steps an execution: the last execution reads one batch and
     stops, every epoch (a repeated validation pipeline would read 8, the first 3 twice)."""
