@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -28,7 +26,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 RESULTS = Path(__file__).resolve().parent / "results"
-REPO = Path(__file__).resolve().parents[1]
 FAMILIES = ("stacked", "conv", "recurrent", "vae")
 MODES = ("off", "cold", "warm")
 
@@ -44,12 +41,10 @@ def child(family: str, limit: int) -> None:
 
 
 def measure(family: str, limit: int, cache: str) -> dict[str, list[float]]:
-    environment = {**os.environ, "PYTHONPATH": str(REPO), "HML_VAE_COMPILE_CACHE": cache}
-    environment.pop("TF_XLA_FLAGS", None)
-    result = subprocess.run(
-        [sys.executable, __file__, "--child", family, "--limit", str(limit)],
-        capture_output=True, text=True, env=environment, check=True)
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    from benchmarks.machine import run_child
+
+    return run_child(__file__, ["--child", family, "--limit", str(limit)],
+                     HML_VAE_COMPILE_CACHE=cache)
 
 
 def to_markdown(report: dict) -> str:

@@ -37,7 +37,6 @@ import argparse
 import json
 import re
 import statistics
-import subprocess
 import sys
 import time
 from importlib.util import find_spec
@@ -46,9 +45,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.machine import (  # noqa: E402
-    child_environment,
     describe_machine,
+    epoch_timer,
     finished,
+    run_child,
     stamp_line,
     write_results,
 )
@@ -91,24 +91,15 @@ def compiled_recipe(overrides: dict, limit: int, epochs: int, seed: int):
 
 
 def train_keras(overrides: dict, limit: int, epochs: int, seed: int) -> dict:
-    import keras
 
     from hml_vae.training import fit_arguments
 
     config, models, train, steps = compiled_recipe(overrides, limit, epochs, seed)
-    times = []
-
-    class Timer(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.started = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            times.append(time.perf_counter() - self.started)
-
+    timer = epoch_timer()
     cpu = time.process_time()
-    models.whole.fit(**fit_arguments(models.whole, train, callbacks=[Timer()]), epochs=epochs,
+    models.whole.fit(**fit_arguments(models.whole, train, callbacks=[timer]), epochs=epochs,
                      verbose=0, shuffle=False)
-    return {"epoch_seconds": times, "cpu_seconds": time.process_time() - cpu,
+    return {"epoch_seconds": timer.wall, "cpu_seconds": time.process_time() - cpu,
             "images_per_epoch": steps * config.batch_size,
             "steps_per_execution": int(models.whole.steps_per_execution)}
 
@@ -277,18 +268,12 @@ def child(args) -> dict:
     return train_keras(VARIANTS[args.child][0], args.limit, args.epochs, args.seed)
 
 
-def run_child(name: str, args, seed: int) -> dict:
+def run_in_child(name: str, args, seed: int) -> dict:
     """Runs ``name`` in a fresh Python process; its result is the last line it prints."""
-    environment = {**child_environment(), **VARIANTS.get(name, ({}, {}))[1],
-                   "TF_CPP_MIN_LOG_LEVEL": "2"}
-    command = [sys.executable, __file__, "--child", name, "--limit", str(args.limit),
-               "--epochs", str(args.epochs), "--seed", str(seed),
-               "--profile-steps", str(args.profile_steps)]
-    finished_process = subprocess.run(command, env=environment, capture_output=True,
-                                      text=True)
-    if finished_process.returncode:
-        raise RuntimeError(f"{name} failed:\n{finished_process.stderr[-3000:]}")
-    return json.loads(finished_process.stdout.strip().splitlines()[-1])
+    return run_child(__file__, ["--child", name, "--limit", str(args.limit), "--epochs",
+                                str(args.epochs), "--seed", str(seed), "--profile-steps",
+                                str(args.profile_steps)],
+                     **VARIANTS.get(name, ({}, {}))[1], TF_CPP_MIN_LOG_LEVEL="2")
 
 
 # --- Summaries ---------------------------------------------------------------------------
@@ -463,7 +448,7 @@ def main(argv=None) -> int:
         if round_index % 2:
             order.reverse()
         for name in order:
-            result = run_child(name, args, args.seed + round_index)
+            result = run_in_child(name, args, args.seed + round_index)
             (profiles if name in profiles else runs)[name].append(result)
             if name not in profiles:
                 print(f"round {round_index + 1} {name}: epochs "
@@ -476,7 +461,7 @@ def main(argv=None) -> int:
                      "environments": {name: VARIANTS[name][1] for name in variants}},
         "training": summarize_training(runs),
         "profile": summarize_profile(profiles) if profiles else {},
-        "op_profile": run_child("op_profile", args, args.seed) if args.op_profile else {},
+        "op_profile": run_in_child("op_profile", args, args.seed) if args.op_profile else {},
         "runs": runs,
         "profiles": profiles,
     }

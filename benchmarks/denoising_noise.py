@@ -36,7 +36,6 @@ import contextlib
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 from unittest import mock
 
@@ -45,7 +44,13 @@ os.environ.setdefault("HML_VAE_COMPILE_CACHE", "off")  # before hml_vae sets TF_
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.machine import describe_machine, finished, stamp_line, write_results  # noqa: E402
+from benchmarks.machine import (  # noqa: E402
+    describe_machine,
+    epoch_timer,
+    finished,
+    stamp_line,
+    write_results,
+)
 from hml_vae import cli  # noqa: E402
 
 VARIANTS = ("keras", "keras_xla", "stateful_xla", "stateful")
@@ -65,28 +70,6 @@ def keras_noise_layer(noise, noise_stddev=0.2, dropout_rate=0.5, seed=None):
     return keras.layers.Dropout(dropout_rate, seed=seed, name="noise")
 
 
-class EpochTimer:
-    """Wall and CPU seconds of each epoch of a ``fit``."""
-
-    def __init__(self):
-        import keras
-
-        timer = self
-
-        class Callback(keras.callbacks.Callback):
-            def on_epoch_begin(self, epoch, logs=None):
-                timer.started = (time.perf_counter(), time.process_time())
-
-            def on_epoch_end(self, epoch, logs=None):
-                wall, cpu = timer.started
-                timer.wall.append(time.perf_counter() - wall)
-                timer.cpu.append(time.process_time() - cpu)
-
-        self.wall: list[float] = []
-        self.cpu: list[float] = []
-        self.callback = Callback()
-
-
 def train_variant(variant: str, noise: str, data, epochs: int, seed: int) -> dict:
     """One fresh training run of ``variant``: its epochs' seconds and last validation loss."""
     import keras
@@ -104,9 +87,9 @@ def train_variant(variant: str, noise: str, data, epochs: int, seed: int) -> dic
         models = training.build_and_compile(config)
     noise_layer = models.encoder.get_layer("noise")
     train, valid = training.make_training_data(config, data)
-    timer = EpochTimer()
+    timer = epoch_timer()
     history = models.whole.fit(**training.fit_arguments(models.whole, train, valid,
-                                                        callbacks=[timer.callback]),
+                                                        callbacks=[timer]),
                                epochs=epochs, shuffle=False, verbose=0)
     return {"layer": type(noise_layer).__name__, "first_epoch": timer.wall[0],
             "steady_epoch": statistics.median(timer.wall[1:]) if epochs > 1 else None,

@@ -17,9 +17,54 @@ STAMP_KEYS = ("commit", "dirty", "date", "cpu", "cpu_count", "load_average_befor
 def child_environment() -> dict:
     """The environment for a benchmark's child process: this checkout's hml_vae first on
     the path (a script's own folder is what Python puts there, and an installed hml_vae
-    may be another checkout's)."""
+    may be another checkout's), and no XLA cache directory in ``TF_XLA_FLAGS``: this
+    process's hml_vae import put its own there, which the child's would keep, ignoring
+    the ``HML_VAE_COMPILE_CACHE`` the child is given."""
     path = os.environ.get("PYTHONPATH")
-    return {**os.environ, "PYTHONPATH": str(REPO) + (os.pathsep + path if path else "")}
+    environment = {**os.environ, "PYTHONPATH": str(REPO) + (os.pathsep + path if path else "")}
+    flags = [flag for flag in environment.pop("TF_XLA_FLAGS", "").split()
+             if not flag.startswith("--tf_xla_persistent_cache_directory")]
+    return {**environment, "TF_XLA_FLAGS": " ".join(flags)} if flags else environment
+
+
+def run_child(script, arguments: list[str], **environment: str) -> dict:
+    """``python SCRIPT ARGUMENTS`` in a process of its own, with ``environment`` added to
+    :func:`child_environment`; returns the JSON object its stdout ends with. A failed
+    child raises RuntimeError with the end of its stderr."""
+    import json
+    import subprocess
+    import sys
+
+    command = [sys.executable, str(script), *arguments]
+    finished_process = subprocess.run(command, env={**child_environment(), **environment},
+                                      capture_output=True, text=True, check=False)
+    if finished_process.returncode != 0:
+        raise RuntimeError(f"{' '.join(arguments)} failed (exit "
+                           f"{finished_process.returncode}): "
+                           f"{finished_process.stderr.strip()[-2000:]}")
+    return json.loads(finished_process.stdout.strip().splitlines()[-1])
+
+
+def epoch_timer():
+    """A Keras callback that appends each epoch's wall and CPU seconds to its ``wall``
+    and ``cpu`` lists."""
+    import time
+
+    import keras
+
+    class EpochTimer(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.wall, self.cpu = [], []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter(), time.process_time()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.wall.append(time.perf_counter() - self.started[0])
+            self.cpu.append(time.process_time() - self.started[1])
+
+    return EpochTimer()
 
 
 def cpu_model() -> str:

@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -42,9 +41,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.machine import (  # noqa: E402
-    child_environment,
     describe_machine,
+    epoch_timer,
     finished,
+    run_child,
     stamp_line,
     write_results,
 )
@@ -84,34 +84,19 @@ def child(variant: str, limit: int, epochs: int, seed: int) -> dict:
     training.compile_model(config, models.whole, config.family.loss)
     build_seconds = time.perf_counter() - started
     train, valid = training.make_training_data(config, data)
-    wall, cpu = [], []
-
-    class Timer(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.started = time.perf_counter(), time.process_time()
-
-        def on_epoch_end(self, epoch, logs=None):
-            wall.append(time.perf_counter() - self.started[0])
-            cpu.append(time.process_time() - self.started[1])
-
+    timer = epoch_timer()
     history = models.whole.fit(**training.fit_arguments(models.whole, train, valid,
-                                                        callbacks=[Timer()]),
+                                                        callbacks=[timer]),
                                epochs=epochs, shuffle=False, verbose=0)
-    return {"wall": wall, "cpu": cpu, "build_seconds": build_seconds,
+    return {"wall": timer.wall, "cpu": timer.cpu, "build_seconds": build_seconds,
             "valid_mse": history.history["val_loss"][-1],
             "train_images": train.steps * config.batch_size}
 
 
-def run_child(variant: str, limit: int, epochs: int, seed: int) -> dict:
-    environment = {**child_environment(), "HML_VAE_COMPILE_CACHE": "off"}
-    environment.pop("TF_XLA_FLAGS", None)  # no cache directory of the caller's either
-    result = subprocess.run(
-        [sys.executable, __file__, "--child", variant, "--limit", str(limit), "--epochs",
-         str(epochs), "--seed", str(seed)],
-        capture_output=True, text=True, env=environment)
-    if result.returncode != 0:
-        raise RuntimeError(f"{variant} failed:\n{result.stderr[-3000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+def run_in_child(variant: str, limit: int, epochs: int, seed: int) -> dict:
+    return run_child(__file__, ["--child", variant, "--limit", str(limit), "--epochs",
+                                str(epochs), "--seed", str(seed)],
+                     HML_VAE_COMPILE_CACHE="off")
 
 
 def measure(variants, limit: int, epochs: int, rounds: int, seed: int) -> dict:
@@ -120,7 +105,7 @@ def measure(variants, limit: int, epochs: int, rounds: int, seed: int) -> dict:
     for round_index in range(rounds):
         order = list(variants) if round_index % 2 == 0 else list(reversed(variants))
         for variant in order:
-            result = run_child(variant, limit, epochs, seed)
+            result = run_in_child(variant, limit, epochs, seed)
             runs[variant].append(result)
             print(f"round {round_index + 1} {variant}: first {result['wall'][0]:.1f} s, "
                   f"then {' '.join(f'{s:.2f}' for s in result['wall'][1:])} s",

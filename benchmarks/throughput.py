@@ -9,8 +9,10 @@ PyTorch examples' VAE recipe, on the same machine, in one run.
 The recipe (both sides): 784-400-20 MLP, ReLU, Bernoulli decoder trained with binary
 cross-entropy summed over pixels on gray Fashion-MNIST pixels (as the recipe does), Adam
 1e-3, batch 128, the 55,000 HOML training images held in memory. Each round trains a fresh
-model of each implementation for ``--epochs`` epochs, alternating which goes first. Every
-epoch of every round is in the results file. Two speeds per implementation: steady state,
+model of each implementation for ``--epochs`` epochs, alternating which goes first, each
+run in a process of its own (TensorFlow's and PyTorch's thread pools never share one;
+hml_vae's compile cache off, so every first epoch compiles). Every epoch of every round is
+in the results file. Two speeds per implementation: steady state,
 the median over every epoch 2.. of every round (epoch 1 pays for graph building and XLA
 compilation), and counting the first epoch, the median over rounds of all the round's
 images over all its seconds. Ratios of hml_vae to each other implementation are taken
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import statistics
 import sys
 import time
@@ -43,7 +46,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.machine import (  # noqa: E402
     describe_machine,
+    epoch_timer,
     finished,
+    run_child,
     stamp_line,
     write_results,
 )
@@ -171,19 +176,11 @@ def run_keras(train, test, epochs: int, seed: int, speed: dict) -> dict:
     models = build_and_compile(config)
     # As train.py trains: full batches only, so each epoch trains on 429 × 128 images.
     pipeline = TrainingPipeline.of_arrays(train, 128, seed)
-    times = []
-
-    class Timer(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.started = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            times.append(time.perf_counter() - self.started)
-
-    models.whole.fit(**fit_arguments(models.whole, pipeline, callbacks=[Timer()]),
+    timer = epoch_timer()
+    models.whole.fit(**fit_arguments(models.whole, pipeline, callbacks=[timer]),
                      epochs=epochs, verbose=0, shuffle=False)
     terms = likelihood_terms(models, test, iwae_samples=1, seed=seed)
-    return {"epoch_seconds": times, "images_per_epoch": len(train) // 128 * 128,
+    return {"epoch_seconds": timer.wall, "images_per_epoch": len(train) // 128 * 128,
             "test_neg_elbo_gray": float(np.mean(terms["neg_elbo"])),
             "jit_compile": speed_options(config)["jit_compile"],
             "steps_per_execution": models.whole.steps_per_execution}  # as fit ran it
@@ -260,6 +257,23 @@ def run_torch(train, test, epochs: int, seed: int, loader: bool = False) -> dict
 # --- The run ------------------------------------------------------------------------------
 
 IMPLEMENTATIONS = (*KERAS_VARIANTS, "torch", "torch_dataloader")
+
+
+def run_one(name: str, epochs: int, seed: int, limit: int | None) -> dict:
+    """One run of implementation ``name`` in this process."""
+    from hml_vae.data import load_dataset
+
+    data = load_dataset("fashion_mnist", limit=limit)
+    train, test = data.train.images, data.test.images
+    if name.startswith("torch"):
+        return run_torch(train, test, epochs, seed, loader=name == "torch_dataloader")
+    return run_keras(train, test, epochs, seed, KERAS_VARIANTS[name])
+
+
+def run_in_child(name: str, epochs: int, seed: int, limit: int | None) -> dict:
+    return run_child(__file__, ["--child", name, "--epochs", str(epochs), "--seed", str(seed)]
+                     + ([] if limit is None else ["--limit", str(limit)]),
+                     HML_VAE_COMPILE_CACHE="off")
 
 
 def steady_images_per_second(result: dict) -> list[float]:
@@ -390,7 +404,12 @@ def main(argv=None) -> int:
     parser.add_argument("--peak-modes", type=cli.name_list(PEAK_MODES, "peak modes"),
                         default=PEAK_MODES, help="matmuls of the peak in plain TF and/or XLA")
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
+    parser.add_argument("--child", choices=IMPLEMENTATIONS, help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.child:  # one run, its result as JSON on stdout
+        print(json.dumps(run_one(args.child, args.epochs, args.seed, args.limit)))
+        return 0
     if args.epochs < 2:
         parser.error("--epochs must be at least 2: the first epoch is not steady state")
 
@@ -413,11 +432,7 @@ def main(argv=None) -> int:
     for round_index in range(args.rounds):
         order = list(runs) if round_index % 2 == 0 else list(reversed(runs))
         for name in order:
-            if name.startswith("torch"):
-                result = run_torch(train, test, args.epochs, round_index,
-                                   loader=name == "torch_dataloader")
-            else:
-                result = run_keras(train, test, args.epochs, round_index, KERAS_VARIANTS[name])
+            result = run_in_child(name, args.epochs, round_index, args.limit)
             runs[name].append(result)
             print(f"round {round_index + 1} {name}: "
                   f"{statistics.median(steady_images_per_second(result)):,.0f} images/s, "

@@ -38,7 +38,6 @@ import contextlib
 import importlib.util
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -49,9 +48,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.machine import (  # noqa: E402
-    child_environment,
     describe_machine,
+    epoch_timer,
     finished,
+    run_child,
     stamp_line,
     write_results,
 )
@@ -98,17 +98,8 @@ def run_hml_vae(family: str, data, epochs: int, seed: int, precision: str) -> di
     keras.utils.set_random_seed(seed)
     models = build_and_compile(config)
     train, valid = make_training_data(config, data)
-    times, cpu_times = [], []
-
-    class Timer(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.started = time.perf_counter(), time.process_time()
-
-        def on_epoch_end(self, epoch, logs=None):
-            times.append(time.perf_counter() - self.started[0])
-            cpu_times.append(time.process_time() - self.started[1])
-
-    models.whole.fit(**fit_arguments(models.whole, train, callbacks=[Timer()]), epochs=epochs,
+    timer = epoch_timer()
+    models.whole.fit(**fit_arguments(models.whole, train, callbacks=[timer]), epochs=epochs,
                      verbose=0, shuffle=False)
     models = families.in_float32(config, models)
     images = data.valid.images
@@ -119,7 +110,7 @@ def run_hml_vae(family: str, data, epochs: int, seed: int, precision: str) -> di
                                               seed=seed)["neg_elbo"]))
     else:
         loss = float(np.mean((models.whole.predict(images, verbose=0) - images) ** 2))
-    return {"epoch_seconds": times, "epoch_cpu_seconds": cpu_times,
+    return {"epoch_seconds": timer.wall, "epoch_cpu_seconds": timer.cpu,
             "images_per_epoch": train.steps * config.batch_size,
             "valid_loss": loss}
 
@@ -216,17 +207,10 @@ def run_in_child(implementation: str, family: str, epochs: int, seed: int,
 
 def child_result(implementation: str, family: str, epochs: int, seed: int,
                  limit: int | None, compile_cache: str) -> dict:
-    command = [sys.executable, __file__, "--child", implementation, family, "--epochs",
-               str(epochs), "--seed", str(seed)] + ([] if limit is None else
-                                                    ["--limit", str(limit)])
-    environment = {**child_environment(), "HML_VAE_COMPILE_CACHE": compile_cache}
-    finished_process = subprocess.run(command, env=environment, capture_output=True,
-                                      text=True, check=False)
-    if finished_process.returncode != 0:
-        raise RuntimeError(f"{implementation} on {family} failed (exit "
-                           f"{finished_process.returncode}): "
-                           f"{finished_process.stderr.strip()[-2000:]}")
-    return json.loads(finished_process.stdout.strip().splitlines()[-1])
+    return run_child(__file__, ["--child", implementation, family, "--epochs", str(epochs),
+                                "--seed", str(seed)]
+                     + ([] if limit is None else ["--limit", str(limit)]),
+                     HML_VAE_COMPILE_CACHE=compile_cache)
 
 
 def run_one(implementation: str, family: str, data, epochs: int, seed: int) -> dict:
