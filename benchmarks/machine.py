@@ -78,14 +78,16 @@ def cpu_model() -> str:
 
 
 def git_state() -> tuple[str, bool]:
-    """(short commit, whether tracked files differ from it) of the checkout measured;
-    ("unknown", True) outside a git checkout."""
+    """(short commit, whether tracked files other than the results differ from it) of
+    the checkout measured; ("unknown", True) outside a git checkout. Results files are
+    left out: ``run_all.py`` writes one benchmark's before the next one starts."""
     def git(*args):
         return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True,
                               text=True, check=True).stdout.strip()
     try:
         commit = git("rev-parse", "--short=7", "HEAD")
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                         ":(exclude)benchmarks/results"))
     except (OSError, subprocess.CalledProcessError):
         return "unknown", True
     return commit, dirty
