@@ -185,8 +185,9 @@ def fit_arguments(model: keras.Model, train: TrainingPipeline, valid=None,
     steps = execution_steps(train.steps, model.steps_per_execution)
     model.steps_per_execution = steps
     x = train.build(first_epoch=epoch.epoch, epochs=None)
-    if steps > 1 and one_tensorflow_device() and (
-            steps * train.batch_size * _image_bytes(x) <= STACKED_EXECUTION_BYTES):
+    image_bytes = _image_bytes(x)
+    if steps > 1 and one_tensorflow_device() and image_bytes is not None and (
+            steps * train.batch_size * image_bytes <= STACKED_EXECUTION_BYTES):
         # The pairs are (x, x): one stack of the inputs serves as both.
         x = x.map(lambda inputs, targets: inputs).batch(steps, drop_remainder=True).prefetch(1)
         model.train_function = execution_loop(model, steps)
@@ -200,10 +201,11 @@ def one_tensorflow_device() -> bool:
     return keras.backend.backend() == "tensorflow" and not tf.distribute.has_strategy()
 
 
-def _image_bytes(dataset) -> int:
-    """Bytes of one input image of a pipeline of (x, x) batches."""
+def _image_bytes(dataset) -> int | None:
+    """Bytes of one input image of a pipeline of (x, x) batches (None: not fixed)."""
     spec = dataset.element_spec[0]
-    return spec.shape[1:].num_elements() * spec.dtype.size
+    elements = spec.shape[1:].num_elements()
+    return None if elements is None else elements * spec.dtype.size
 
 
 def execution_loop(model: keras.Model, steps: int) -> Callable:
