@@ -21,7 +21,8 @@ autoencoders, −ELBO in nats per image for the VAE (a Bernoulli decoder's on th
 images binarized once with a fixed seed). Ratios are each hml_vae precision's images/s
 over each PyTorch implementation's, per round and the median over every round.
 
-Implementations: ``hml_vae`` (as ``scripts/train.py`` trains, float32: the default),
+Implementations: ``hml_vae`` (as ``scripts/train.py`` trains, in float32: the default of
+every family but conv, which trains in bfloat16 where the CPU has it),
 ``hml_vae_cached`` (the same, compile cache filled), ``hml_vae_bf16`` (``--precision
 mixed_bfloat16``), ``torch`` (float32) and ``torch_bf16``
 (the same loop under CPU bfloat16 autocast). The training loss of each PyTorch mirror

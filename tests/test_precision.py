@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from hml_vae import config as config_module
 from hml_vae import families
 from hml_vae.config import make_config
 from hml_vae.training import build_and_compile
@@ -55,6 +56,18 @@ def test_float32_is_the_default_and_leaves_models_as_they_are():
     models = families.build(config)
     assert families.in_float32(config, models) is models
     assert set(layer_dtypes(models.whole).values()) == {"float32"}
+
+
+def test_conv_defaults_to_bfloat16_only_on_a_cpu_with_native_bfloat16(monkeypatch):
+    """The families measured faster in bfloat16 (conv) train in it by default where the
+    CPU computes it natively; others, and every family elsewhere, in float32. A resumed
+    run on another machine compares the precision it resolves with the saved one."""
+    for native, conv_precision in ((True, "mixed_bfloat16"), (False, "float32")):
+        monkeypatch.setattr(config_module, "native_bfloat16_cpu", lambda native=native: native)
+        assert make_config("conv", "tiny").precision == conv_precision
+        assert make_config("stacked", "tiny").precision == "float32"
+        assert make_config("conv", "tiny", precision="float32").precision == "float32"
+    assert [family for family in families.names() if families.get(family).bfloat16] == ["conv"]
 
 
 def test_an_unknown_precision_is_refused_with_the_choices():

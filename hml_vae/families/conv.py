@@ -116,6 +116,7 @@ FAMILY = register(Family(
         "tiny": {"hidden": (4, 8, 8), "latent_dim": 8, "epochs": 1, "batch_size": 64},
     },
     bundle_type=AutoencoderModels,
+    bfloat16=True,
     check=check,
     describe=describe,
 ))

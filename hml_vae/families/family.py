@@ -48,6 +48,9 @@ class Family:
             ``log_likelihood``; evaluation reports nats per image).
         xla: compile the training step with XLA by default (measured faster on CPU:
             benchmarks/results/xla_by_family.md).
+        bfloat16: train in ``mixed_bfloat16`` by default where the CPU computes bfloat16
+            natively (measured faster than float32 with the book's losses within seed
+            noise: benchmarks/results/vs_pytorch.md, homl_zoo_mixed_bfloat16.md).
         loss: the compiled loss, or None when the model's layers add it (``add_loss``).
         check: raises ValueError for a config the family cannot build (sizes that do not
             fit the image shape, ...). ``config.image_shape`` may still be None.
@@ -79,6 +82,7 @@ class Family:
     options: tuple[str, ...] = ()
     variational: bool = False
     xla: bool = False
+    bfloat16: bool = False
     loss: str | None = "mse"
     check: Callable[[Config], None] = _no_check
     fill: Callable[[Config], dict] = _nothing
