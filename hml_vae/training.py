@@ -184,15 +184,26 @@ def fit_arguments(model: keras.Model, train: TrainingPipeline, valid=None,
     epoch = EpochIndex()
     steps = execution_steps(train.steps, model.steps_per_execution)
     model.steps_per_execution = steps
-    x = train.build(first_epoch=epoch.epoch, epochs=None)
-    image_bytes = _image_bytes(x)
-    if steps > 1 and one_tensorflow_device() and image_bytes is not None and (
-            steps * train.batch_size * image_bytes <= STACKED_EXECUTION_BYTES):
-        # The pairs are (x, x): one stack of the inputs serves as both.
-        x = x.map(lambda inputs, targets: inputs).batch(steps, drop_remainder=True).prefetch(1)
-        model.train_function = execution_loop(model, steps)
+    x = stacked_executions(model, train.build(first_epoch=epoch.epoch, epochs=None),
+                           train.batch_size)
     return {"x": x, "steps_per_epoch": train.steps, "callbacks": [epoch, *callbacks],
             "validation_data": valid}
+
+
+def stacked_executions(model: keras.Model, pipeline, batch_size: int):
+    """``pipeline`` with each execution's batches stacked and ``model``'s
+    ``train_function`` an :func:`execution_loop` over them, where that applies (more than
+    one step per execution, one TensorFlow device, images of a fixed size, a stack of at
+    most ``STACKED_EXECUTION_BYTES``); else ``pipeline`` and Keras' own loop."""
+    steps = model.steps_per_execution
+    image_bytes = _image_bytes(pipeline)
+    if steps == 1 or not one_tensorflow_device() or image_bytes is None or (
+            steps * batch_size * image_bytes > STACKED_EXECUTION_BYTES):
+        return pipeline
+    model.train_function = execution_loop(model, steps)
+    # The pairs are (x, x): one stack of the inputs serves as both.
+    return pipeline.map(lambda inputs, targets: inputs).batch(
+        steps, drop_remainder=True).prefetch(1)
 
 
 def one_tensorflow_device() -> bool:
